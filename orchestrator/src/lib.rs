@@ -1,0 +1,1 @@
+//! The ktsu orchestrator: durable runs, the workflow DAG, the Air-Lock and approvals (built on `ktsu-shared`).
