@@ -1,1 +1,76 @@
-fn main() {}
+//! The `ktsu` command line (cli-and-ops.md §1): parse arguments, call a library, map the
+//! outcome to an exit code. Each command lives in its own module.
+
+mod output;
+mod run;
+mod validate;
+mod version;
+mod workflow;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit codes of cli-and-ops.md §1.2.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const CONFIG: u8 = 3;
+    pub const REFUSED: u8 = 8;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ktsu",
+    version,
+    about = "Run AI agent pipelines defined in YAML: schema-checked, recorded, safe.",
+    arg_required_else_help = true,
+    propagate_version = true
+)]
+struct Cli {
+    /// Log format on stderr: auto (JSON when stderr is not a terminal), json or text.
+    #[arg(long, global = true, env = "KTSU_LOG_FORMAT", value_name = "FORMAT", value_parser = ["auto", "json", "text"])]
+    log_format: Option<String>,
+    /// Print only results (no progress, no hints).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a project: every file, every reference, every check, all errors at once.
+    Validate(validate::Args),
+    /// Run a workflow once with the services embedded in this process.
+    Run(run::Args),
+    /// Inspect workflows.
+    #[command(subcommand)]
+    Workflow(workflow::Command),
+    /// Print version, commit and build time.
+    Version(version::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let _ = cli.quiet;
+    let _ = &cli.log_format;
+    let code = match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Run(args) => run::run(&args, cli.quiet),
+        Command::Workflow(cmd) => workflow::run(&cmd),
+        Command::Version(args) => version::run(&args),
+    };
+    ExitCode::from(code)
+}

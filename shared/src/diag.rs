@@ -71,6 +71,12 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} [{}]", self.location_prefix(), self.message, self.code)
+        write!(
+            f,
+            "{}: {} [{}]",
+            self.location_prefix(),
+            self.message,
+            self.code
+        )
     }
 }
