@@ -8,6 +8,7 @@ mod version;
 mod workflow;
 
 use clap::{Parser, Subcommand};
+use ktsu_shared::logging;
 use std::process::ExitCode;
 
 /// Exit codes of cli-and-ops.md §1.2.
@@ -28,8 +29,9 @@ pub mod exit {
     propagate_version = true
 )]
 struct Cli {
-    /// Log format on stderr: auto (JSON when stderr is not a terminal), json or text.
-    #[arg(long, global = true, env = "KTSU_LOG_FORMAT", value_name = "FORMAT", value_parser = ["auto", "json", "text"])]
+    /// Log format on stderr: auto (JSON when stderr is not a terminal), json or text
+    /// (default: KTSU_LOG_FORMAT, else auto).
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = ["auto", "json", "text"])]
     log_format: Option<String>,
     /// Print only results (no progress, no hints).
     #[arg(short, long, global = true)]
@@ -64,8 +66,18 @@ fn main() -> ExitCode {
             });
         }
     };
-    let _ = cli.quiet;
-    let _ = &cli.log_format;
+    // Client commands log at `warn` unless KTSU_LOG / RUST_LOG say otherwise (cli-and-ops.md §2.2).
+    let settings = match logging::LogSettings::from_env("cli", cli.log_format.as_deref(), "warn") {
+        Ok(s) => s,
+        Err(e) => {
+            output::error(e);
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    if let Err(e) = logging::init(&settings) {
+        output::error(e);
+        return ExitCode::from(exit::FAILURE);
+    }
     let code = match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Run(args) => run::run(&args, cli.quiet),

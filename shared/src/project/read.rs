@@ -127,6 +127,19 @@ impl Reader {
         self.push(code, Severity::Warning, Some(pos), path, message, None);
     }
 
+    /// `duplicate_name`: `what` (e.g. "provider") named `name` was declared before, at `first`.
+    pub fn duplicate_name(&mut self, what: &str, name: &Spanned<String>, first: Pos) {
+        self.error(
+            "duplicate_name",
+            name.pos,
+            &name.path,
+            format!(
+                "{what} `{}` is declared twice (first at line {})",
+                name.value, first.line
+            ),
+        );
+    }
+
     pub fn type_mismatch(&mut self, node: &Node, path: &str, expected: &str) {
         self.error(
             "type_mismatch",

@@ -7,9 +7,7 @@ use super::secrets::Sources;
 use super::Sinks;
 use crate::diag::Pos;
 use crate::project::read::{Reader, Spanned};
-use crate::project::{
-    Agent, AgentStep, FileId, Project, SchemaField, Step, TemplatedEntry, Workflow,
-};
+use crate::project::{Agent, AgentStep, FileId, Project, SchemaField, Step, TemplatedEntry};
 use crate::template::TValue;
 
 /// The JSON value of a templated value that holds no placeholder at all (a literal).
@@ -132,7 +130,6 @@ pub(crate) fn check_param_entries(
 /// An agent step's params against the agent's params schema.
 pub(crate) fn check_agent_step(
     r: &mut Reader,
-    _wf: &Workflow,
     step: &Step,
     a: &AgentStep,
     agent: &Agent,

@@ -159,19 +159,11 @@ impl Sources<'_> {
         path: &str,
         slot: &str,
     ) {
-        let t = match value {
-            TValue::Str(t) => t,
-            _ => {
-                r.error(
-                    "secret_source",
-                    pos,
-                    path,
-                    format!("{slot} is secret: it needs `{{{{ env.NAME }}}}` or `{{{{ params.NAME }}}}` naming a secret source, not a literal"),
-                );
-                return;
-            }
-        };
-        if t.literal().is_some() {
+        // A non-string value or text without placeholders is a literal.
+        let Some(t) = (match value {
+            TValue::Str(t) if t.literal().is_none() => Some(t),
+            _ => None,
+        }) else {
             r.error(
                 "secret_source",
                 pos,
@@ -179,7 +171,7 @@ impl Sources<'_> {
                 format!("{slot} is secret: it needs `{{{{ env.NAME }}}}` or `{{{{ params.NAME }}}}` naming a secret source, not a literal"),
             );
             return;
-        }
+        };
         let Some(expr) = t.whole() else {
             r.error(
                 "secret_source",

@@ -8,11 +8,11 @@ use super::secrets::Sources;
 use super::Sinks;
 use crate::diag::{Pos, Severity};
 use crate::project::decode::common::for_each_template;
-use crate::project::deps::visit_sites;
+use crate::project::deps::{step_dependencies, visit_sites};
 use crate::project::read::Reader;
 use crate::project::resolve::split_version;
 use crate::project::{
-    FileId, OpKind, Project, Step, StepKind, TransformInput, WebhookMode, Workflow,
+    FileId, OpKind, Project, Step, StepKind, TemplatedEntry, TransformInput, WebhookMode, Workflow,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -53,164 +53,13 @@ pub(crate) fn check_workflow(project: &Project, id: FileId, sinks: &mut Sinks<'_
         .map(|s| s.id.value.as_str())
         .collect();
     let root = wf.is_root();
-    let env: &[_] = if root { &wf.env } else { &[] };
     let sources = Sources {
-        env,
+        env: if root { &wf.env } else { &[] },
         params: wf.params_schema.as_ref(),
         params_noun: "param",
     };
-    let mut deps: HashMap<&str, Vec<String>> = HashMap::new();
-    let r = sinks.file(id);
-
-    for (position, step) in wf.pipeline.iter().enumerate() {
-        let hook = step.is_approval_hook();
-        let scope = |allowed: Allowed| Scope {
-            allowed,
-            root_workflow: root,
-            params: wf.params_schema.as_ref(),
-            env: &wf.env,
-            steps: &step_ids,
-            hooks: &hook_ids,
-            invalid_steps: &lw.invalid_step_ids,
-            self_id: Some(step.id.value.as_str()),
-            agent_file: false,
-        };
-        let base = Allowed {
-            approval: hook,
-            ..Allowed::WORKFLOW
-        };
-        let mut step_deps: Vec<String> = Vec::new();
-        let add = |d: Vec<String>, step_deps: &mut Vec<String>| {
-            for x in d {
-                if !step_deps.contains(&x) {
-                    step_deps.push(x);
-                }
-            }
-        };
-        if hook {
-            check_hook(r, wf, step);
-        } else {
-            for d in &step.depends_on {
-                let found = scope(base).check_step_id(r, &d.value, d.pos, &d.path);
-                add(found.into_iter().collect(), &mut step_deps);
-            }
-        }
-        if let Some(c) = &step.condition {
-            add(
-                scope(base).check_expr(r, &c.value, c.pos, &c.path),
-                &mut step_deps,
-            );
-        }
-        match &step.kind {
-            StepKind::Agent(a) => {
-                let item_scope = scope(Allowed {
-                    item: a.for_each.is_some(),
-                    ..base
-                });
-                for p in &a.params {
-                    for_each_template(&p.value, &p.key.path, &mut |t, pos, path| {
-                        add(item_scope.check_template(r, t, pos, path), &mut step_deps);
-                    });
-                }
-                if let Some(fe) = &a.for_each {
-                    add(
-                        scope(base).check_expr(r, &fe.from.value, fe.from.pos, &fe.from.path),
-                        &mut step_deps,
-                    );
-                    sources.check_no_leak_expr(
-                        r,
-                        &fe.from.value,
-                        fe.from.pos,
-                        &fe.from.path,
-                        "`for_each.from`",
-                    );
-                }
-                let target = lw.step_targets.get(position).copied().flatten();
-                if let Some(agent) = target.and_then(|t| project.agent(t)) {
-                    params::check_agent_step(r, wf, step, a, &agent.agent, &sources);
-                }
-                if let Some(g) = &a.model_group {
-                    params::check_group(r, project, g);
-                }
-            }
-            StepKind::Workflow(w) => {
-                for p in w.params.iter().chain(&w.input) {
-                    for_each_template(&p.value, &p.key.path, &mut |t, pos, path| {
-                        add(scope(base).check_template(r, t, pos, path), &mut step_deps);
-                    });
-                }
-                let target = lw.step_targets.get(position).copied().flatten();
-                if let Some(child) = target.and_then(|t| project.workflow(t)) {
-                    check_subworkflow_step(r, step, w, &child.workflow, &sources);
-                }
-            }
-            StepKind::Transform(t) => {
-                for input in &t.inputs {
-                    match input {
-                        TransformInput::Step(s) => {
-                            add(
-                                scope(base)
-                                    .check_step_id(r, &s.value, s.pos, &s.path)
-                                    .into_iter()
-                                    .collect(),
-                                &mut step_deps,
-                            );
-                        }
-                        TransformInput::Template(tm) => {
-                            add(
-                                scope(base).check_template(r, &tm.value, tm.pos, &tm.path),
-                                &mut step_deps,
-                            );
-                            sources.check_no_leak(
-                                r,
-                                &tm.value,
-                                tm.pos,
-                                &tm.path,
-                                "`transform.inputs`",
-                            );
-                        }
-                    }
-                }
-                for op in &t.ops {
-                    if let OpKind::Merge(ids) = &op.kind {
-                        for s in ids {
-                            add(
-                                scope(base)
-                                    .check_step_id(r, &s.value, s.pos, &s.path)
-                                    .into_iter()
-                                    .collect(),
-                                &mut step_deps,
-                            );
-                        }
-                    }
-                }
-            }
-            StepKind::Webhook(w) => {
-                add(
-                    scope(base).check_template(r, &w.url.value, w.url.pos, &w.url.path),
-                    &mut step_deps,
-                );
-                for h in &w.headers {
-                    for_each_template(&h.value, &h.key.path, &mut |t, pos, path| {
-                        add(scope(base).check_template(r, t, pos, path), &mut step_deps);
-                    });
-                }
-                if let Some(body) = &w.body {
-                    let path = format!("{}.webhook.body", step.path);
-                    for_each_template(body, &path, &mut |t, pos, p| {
-                        add(scope(base).check_template(r, t, pos, p), &mut step_deps);
-                    });
-                }
-            }
-        }
-        if !hook {
-            deps.insert(step.id.value.as_str(), step_deps);
-        }
-    }
-
-    // output.map: evaluated after every step, so no dependency; no secrets.
-    let out_scope = Scope {
-        allowed: Allowed::WORKFLOW,
+    let scope = |allowed: Allowed| Scope {
+        allowed,
         root_workflow: root,
         params: wf.params_schema.as_ref(),
         env: &wf.env,
@@ -220,6 +69,101 @@ pub(crate) fn check_workflow(project: &Project, id: FileId, sinks: &mut Sinks<'_
         self_id: None,
         agent_file: false,
     };
+    let r = sinks.file(id);
+
+    for (position, step) in wf.pipeline.iter().enumerate() {
+        let hook = step.is_approval_hook();
+        let allowed = Allowed {
+            approval: hook,
+            ..Allowed::WORKFLOW
+        };
+        let sc = Scope {
+            self_id: Some(step.id.value.as_str()),
+            ..scope(allowed)
+        };
+        if hook {
+            check_hook(r, wf, step);
+        } else {
+            for d in &step.depends_on {
+                sc.check_step_id(r, &d.value, d.pos, &d.path);
+            }
+        }
+        if let Some(c) = &step.condition {
+            sc.check_expr(r, &c.value, c.pos, &c.path);
+        }
+        let check_map = |r: &mut Reader, sc: &Scope<'_>, entries: &[TemplatedEntry]| {
+            for e in entries {
+                for_each_template(&e.value, &e.key.path, &mut |t, pos, path| {
+                    sc.check_template(r, t, pos, path);
+                });
+            }
+        };
+        let target = lw.step_targets.get(position).copied().flatten();
+        match &step.kind {
+            StepKind::Agent(a) => {
+                let item_scope = Scope {
+                    allowed: Allowed {
+                        item: a.for_each.is_some(),
+                        ..allowed
+                    },
+                    ..sc
+                };
+                check_map(r, &item_scope, &a.params);
+                if let Some(fe) = &a.for_each {
+                    let (e, pos, path) = (&fe.from.value, fe.from.pos, &fe.from.path);
+                    sc.check_expr(r, e, pos, path);
+                    sources.check_no_leak_expr(r, e, pos, path, "`for_each.from`");
+                }
+                if let Some(agent) = target.and_then(|t| project.agent(t)) {
+                    params::check_agent_step(r, step, a, &agent.agent, &sources);
+                }
+                if let Some(g) = &a.model_group {
+                    params::check_group(r, project, g);
+                }
+            }
+            StepKind::Workflow(w) => {
+                check_map(r, &sc, &w.params);
+                check_map(r, &sc, &w.input);
+                if let Some(child) = target.and_then(|t| project.workflow(t)) {
+                    check_subworkflow_step(r, step, w, &child.workflow, &sources);
+                }
+            }
+            StepKind::Transform(t) => {
+                for input in &t.inputs {
+                    match input {
+                        TransformInput::Step(s) => {
+                            sc.check_step_id(r, &s.value, s.pos, &s.path);
+                        }
+                        TransformInput::Template(tm) => {
+                            sc.check_template(r, &tm.value, tm.pos, &tm.path);
+                            let slot = "`transform.inputs`";
+                            sources.check_no_leak(r, &tm.value, tm.pos, &tm.path, slot);
+                        }
+                    }
+                }
+                for op in &t.ops {
+                    if let OpKind::Merge(ids) = &op.kind {
+                        for s in ids {
+                            sc.check_step_id(r, &s.value, s.pos, &s.path);
+                        }
+                    }
+                }
+            }
+            StepKind::Webhook(w) => {
+                sc.check_template(r, &w.url.value, w.url.pos, &w.url.path);
+                check_map(r, &sc, &w.headers);
+                if let Some(body) = &w.body {
+                    let path = format!("{}.webhook.body", step.path);
+                    for_each_template(body, &path, &mut |t, pos, p| {
+                        sc.check_template(r, t, pos, p);
+                    });
+                }
+            }
+        }
+    }
+
+    // output.map is evaluated after every step: no dependency, no self, no secrets.
+    let out_scope = scope(Allowed::WORKFLOW);
     for entry in wf.output_map.iter().flatten() {
         for_each_template(&entry.value, &entry.key.path, &mut |t, pos, path| {
             out_scope.check_template(r, t, pos, path);
@@ -228,15 +172,14 @@ pub(crate) fn check_workflow(project: &Project, id: FileId, sinks: &mut Sinks<'_
     }
 
     check_invoke_auth(r, wf);
-    check_cycles(r, wf, &deps);
-    if let Some(mp) = &wf.model_policy {
-        if root {
-            if let Some(fg) = &mp.force_group {
-                params::check_group(r, project, fg);
-            }
-            for (_, to) in &mp.group_map {
-                params::check_group(r, project, to);
-            }
+    check_cycles(r, wf);
+    if let (Some(mp), true) = (&wf.model_policy, root) {
+        for group in mp
+            .force_group
+            .iter()
+            .chain(mp.group_map.iter().map(|(_, to)| to))
+        {
+            params::check_group(r, project, group);
         }
     }
 }
@@ -324,31 +267,29 @@ fn check_invoke_auth(r: &mut Reader, wf: &Workflow) {
 }
 
 /// Reports each dependency cycle once, at the first of its steps in pipeline order.
-fn check_cycles(r: &mut Reader, wf: &Workflow, deps: &HashMap<&str, Vec<String>>) {
-    let order: Vec<&str> = wf
-        .pipeline
-        .iter()
-        .filter(|s| !s.is_approval_hook())
-        .map(|s| s.id.value.as_str())
-        .collect();
-    let mut reported: HashSet<Vec<String>> = HashSet::new();
-    for cycle in find_cycles(&order, |n| {
-        deps.get(n)
-            .map(|v| v.iter().map(String::as_str).collect())
+fn check_cycles(r: &mut Reader, wf: &Workflow) {
+    let deps = step_dependencies(wf);
+    let order: Vec<&str> = deps.iter().map(|(id, _)| *id).collect();
+    let edges = |n: &str| -> Vec<&str> {
+        deps.iter()
+            .find(|(id, _)| *id == n)
+            .map(|(_, d)| d.clone())
             .unwrap_or_default()
-    }) {
-        let mut key: Vec<String> = cycle.iter().map(|s| s.to_string()).collect();
-        key.sort();
+    };
+    let mut reported: HashSet<Vec<&str>> = HashSet::new();
+    for cycle in find_cycles(&order, edges) {
+        let mut key = cycle.clone();
+        key.sort_unstable();
         if !reported.insert(key) {
             continue;
         }
-        let first = order
-            .iter()
-            .find(|id| cycle.contains(id))
-            .copied()
-            .unwrap_or(cycle[0]);
-        let Some(step) = wf.step(first) else { continue };
-        // Rotate the cycle to start at the first step in pipeline order.
+        let Some(first) = order.iter().copied().find(|id| cycle.contains(id)) else {
+            continue;
+        };
+        let Some(step) = wf.step(first) else {
+            continue;
+        };
+        // Rotate the cycle to start at its first step in pipeline order.
         let start = cycle.iter().position(|c| *c == first).unwrap_or(0);
         let mut chain: Vec<&str> = cycle[start..]
             .iter()

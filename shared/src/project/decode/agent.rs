@@ -190,15 +190,7 @@ fn read_server_refs(r: &mut Reader, node: &Node) -> Vec<ServerRef> {
                 .filter_map(|s| s.name.as_ref())
                 .find(|f| f.value == n.value)
             {
-                r.error(
-                    "duplicate_name",
-                    n.pos,
-                    &n.path,
-                    format!(
-                        "server name `{}` is used twice in this agent (first at line {})",
-                        n.value, first.pos.line
-                    ),
-                );
+                r.duplicate_name("server name", n, first.pos);
             }
         }
         let Some(path) = req_literal(r, &obj, &p, "path", "server reference") else {

@@ -4,7 +4,7 @@
 use crate::diag::{Pos, Severity};
 use crate::project::model::{EnvDecl, SchemaField, Templated, TemplatedEntry};
 use crate::project::read::{index_path, key_path, Obj, Reader, Spanned};
-use crate::schema::CompiledSchema;
+use crate::schema::{is_reserved_field, CompiledSchema, RESERVED_PREFIX};
 use crate::template::{Expr, TValue, Template};
 use crate::yaml::{Node, NodeKind, ScalarValue};
 use std::sync::Arc;
@@ -323,15 +323,7 @@ pub fn env_decls(r: &mut Reader, node: &Node, path: &str) -> Vec<EnvDecl> {
             continue;
         }
         if let Some(first) = decls.iter().find(|d| d.name.value == name.value) {
-            r.error(
-                "duplicate_name",
-                name.pos,
-                &name.path,
-                format!(
-                    "env var `{}` is declared twice (first at line {})",
-                    name.value, first.name.pos.line
-                ),
-            );
+            r.duplicate_name("env var", &name, first.name.pos);
             continue;
         }
         let secret = r.opt_bool(&obj, &p, "secret").unwrap_or(false);
@@ -362,17 +354,6 @@ pub enum SchemaRole {
     /// Any other `output.schema`.
     Output,
 }
-
-const RESERVED_FIELDS: [&str; 8] = [
-    "ktsu_injection_attempt",
-    "ktsu_untrusted_content",
-    "ktsu_low_quality",
-    "ktsu_needs_human",
-    "ktsu_confidence",
-    "ktsu_skip_reason",
-    "ktsu_flags",
-    "ktsu_rationale",
-];
 
 /// Reads and compiles a JSON Schema block (config.md §4.1).
 pub fn schema_field(
@@ -415,7 +396,7 @@ pub fn schema_field(
     if role == SchemaRole::AgentOutput {
         if let Some(props) = node.get("properties").and_then(Node::as_map) {
             for e in props {
-                if e.key.starts_with("ktsu_") && !RESERVED_FIELDS.contains(&e.key.as_str()) {
+                if e.key.starts_with(RESERVED_PREFIX) && !is_reserved_field(&e.key) {
                     r.warn(
                         "reserved_prefix",
                         e.key_pos,

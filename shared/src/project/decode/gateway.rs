@@ -251,15 +251,7 @@ fn read_providers(
             .filter(|n| r.check_pattern(n, is_provider_name, "`^[A-Za-z0-9_-]+$`"));
         if let Some(n) = &name {
             if let Some(first) = providers.iter().find(|f| f.name.value == n.value) {
-                r.error(
-                    "duplicate_name",
-                    n.pos,
-                    &n.path,
-                    format!(
-                        "provider `{}` is declared twice (first at line {})",
-                        n.value, first.name.pos.line
-                    ),
-                );
+                r.duplicate_name("provider", n, first.name.pos);
                 continue;
             }
         }
@@ -493,15 +485,7 @@ fn read_groups(r: &mut Reader, node: &Node, providers: &[&str]) -> Vec<ModelGrou
             .filter(|n| r.check_pattern(n, is_group_name, "`^[A-Za-z0-9_.-]+$`"));
         if let Some(n) = &name {
             if let Some(first) = groups.iter().find(|g| g.name.value == n.value) {
-                r.error(
-                    "duplicate_name",
-                    n.pos,
-                    &n.path,
-                    format!(
-                        "model group `{}` is declared twice (first at line {})",
-                        n.value, first.name.pos.line
-                    ),
-                );
+                r.duplicate_name("model group", n, first.name.pos);
                 continue;
             }
         }

@@ -60,15 +60,7 @@ pub fn read_manifest(r: &mut Reader, root: &Node) -> Option<ServersManifest> {
             continue;
         };
         if let Some(first) = servers.iter().find(|s| s.name.value == server.name.value) {
-            r.error(
-                "duplicate_name",
-                server.name.pos,
-                &server.name.path,
-                format!(
-                    "server `{}` is declared twice in servers.yaml (first at line {})",
-                    server.name.value, first.name.pos.line
-                ),
-            );
+            r.duplicate_name("server", &server.name, first.name.pos);
             continue;
         }
         servers.push(server);
