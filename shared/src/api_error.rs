@@ -44,7 +44,11 @@ pub mod codes {
 ///
 /// The body is scrubbed with the process scrubber ([`crate::logging::scrubber`]) when sent.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub struct ApiError(Box<Inner>);
+
+/// Boxed so that `Result<T, ApiError>` stays one pointer wide on the happy path.
+#[derive(Debug, Clone)]
+struct Inner {
     status: StatusCode,
     code: Cow<'static, str>,
     message: String,
@@ -60,14 +64,14 @@ impl ApiError {
         code: impl Into<Cow<'static, str>>,
         message: impl Into<String>,
     ) -> Self {
-        ApiError {
+        ApiError(Box::new(Inner {
             status,
             code: code.into(),
             message: message.into(),
             extra: Map::new(),
             headers: Vec::new(),
             cause: None,
-        }
+        }))
     }
 
     /// 404 `not_found`: no such route.
@@ -136,7 +140,7 @@ impl ApiError {
             codes::INTERNAL_ERROR,
             "internal error",
         );
-        error.cause = Some(cause.to_string());
+        error.0.cause = Some(cause.to_string());
         error
     }
 
@@ -145,14 +149,14 @@ impl ApiError {
     pub fn with_field(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         let key = key.into();
         if key != "error" && key != "message" {
-            self.extra.insert(key, value.into());
+            self.0.extra.insert(key, value.into());
         }
         self
     }
 
     /// Adds a response header.
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
+        self.0.headers.push((name, value));
         self
     }
 
@@ -163,41 +167,41 @@ impl ApiError {
 
     /// Records the internal cause for the log without showing it to the client.
     pub fn with_cause(mut self, cause: impl fmt::Display) -> Self {
-        self.cause = Some(cause.to_string());
+        self.0.cause = Some(cause.to_string());
         self
     }
 
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     pub fn code(&self) -> &str {
-        &self.code
+        &self.0.code
     }
 
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     pub fn extra(&self) -> &Map<String, Value> {
-        &self.extra
+        &self.0.extra
     }
 
     pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
-        &self.headers
+        &self.0.headers
     }
 
     /// The internal cause, for the service's log line (with the request id).
     pub fn cause(&self) -> Option<&str> {
-        self.cause.as_deref()
+        self.0.cause.as_deref()
     }
 
     /// The body as JSON, unscrubbed.
     pub fn body(&self) -> Value {
-        let mut body = Map::with_capacity(2 + self.extra.len());
-        body.insert("error".into(), Value::String(self.code.to_string()));
-        body.insert("message".into(), Value::String(self.message.clone()));
-        body.extend(self.extra.clone());
+        let mut body = Map::with_capacity(2 + self.0.extra.len());
+        body.insert("error".into(), Value::String(self.0.code.to_string()));
+        body.insert("message".into(), Value::String(self.0.message.clone()));
+        body.extend(self.0.extra.clone());
         Value::Object(body)
     }
 
@@ -247,7 +251,7 @@ impl ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
+        write!(f, "{}: {}", self.0.code, self.0.message)
     }
 }
 
@@ -255,13 +259,13 @@ impl std::error::Error for ApiError {}
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     fn error_response(&self) -> HttpResponse<BoxBody> {
-        let mut response = HttpResponse::build(self.status);
+        let mut response = HttpResponse::build(self.0.status);
         response.insert_header(header::ContentType::json());
-        for (name, value) in &self.headers {
+        for (name, value) in &self.0.headers {
             response.append_header((name.clone(), value.clone()));
         }
         response.body(self.body_bytes(&crate::logging::scrubber()))

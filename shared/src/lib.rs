@@ -16,6 +16,7 @@ pub mod logging;
 pub mod project;
 pub mod schema;
 pub mod secret;
+pub mod service;
 pub mod template;
 pub mod time;
 pub mod validate;
