@@ -14,6 +14,9 @@ pub use actix_web::web::Bytes;
 /// Connect timeout of every outbound call unless a caller says otherwise (runtime-gateway.md §0).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// awc's own default pool size.
+pub const DEFAULT_CONNECTION_LIMIT: usize = 100;
+
 /// `ktsu/<version>`, the `User-Agent` of every ktsu client.
 pub fn default_user_agent() -> String {
     format!("ktsu/{}", crate::VERSION)
@@ -32,6 +35,10 @@ pub struct ClientSettings {
     /// Off by default: service calls never expect redirects, and following one could send
     /// credentials in custom headers to another host.
     pub follow_redirects: bool,
+    /// Simultaneous connections of the client's pool; `0` = no limit. awc's default (100)
+    /// unless changed: a client shared by many concurrent callers (one per in-flight request)
+    /// needs more.
+    pub connection_limit: usize,
 }
 
 /// A header value the builder could not use; the value itself is never echoed.
@@ -51,6 +58,7 @@ impl ClientSettings {
             user_agent: default_user_agent(),
             bearer_token: None,
             follow_redirects: false,
+            connection_limit: DEFAULT_CONNECTION_LIMIT,
         }
     }
 
@@ -75,6 +83,12 @@ impl ClientSettings {
         self
     }
 
+    /// Simultaneous connections of the pool; `0` = no limit.
+    pub fn connection_limit(mut self, limit: usize) -> Self {
+        self.connection_limit = limit;
+        self
+    }
+
     /// The client. Fails only on header values HTTP cannot carry (awc would panic on them).
     pub fn build(&self) -> Result<awc::Client, InvalidHeader> {
         let user_agent = HeaderValue::from_str(&self.user_agent).map_err(|_| InvalidHeader {
@@ -82,7 +96,8 @@ impl ClientSettings {
         })?;
         let connector = awc::Connector::new()
             .timeout(self.connect_timeout)
-            .handshake_timeout(self.connect_timeout);
+            .handshake_timeout(self.connect_timeout)
+            .limit(self.connection_limit);
         let mut builder = awc::Client::builder()
             .connector(connector)
             .timeout(self.timeout)
@@ -305,6 +320,8 @@ mod tests {
         assert_eq!(settings.user_agent, format!("ktsu/{}", crate::VERSION));
         assert!(settings.bearer_token.is_none());
         assert!(!settings.follow_redirects);
+        assert_eq!(settings.connection_limit, 100);
+        assert_eq!(settings.clone().connection_limit(0).connection_limit, 0);
         let shown = format!(
             "{:?}",
             settings.bearer_token(Some(Secret::new("hidden-token")))

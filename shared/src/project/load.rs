@@ -151,6 +151,9 @@ impl Project {
         }
         // Manifests first: agents resolve manifest names against them.
         loader.load_kind(FileKind::ServersManifest);
+        // The env file before the gateway file: its `providers` replace or join the gateway's,
+        // so the gateway's model strings may name them (runtime-gateway.md §5.2).
+        loader.load_kind(FileKind::Env);
         while let Some(p) = loader.queue.pop_front() {
             loader.load(p.id);
         }
@@ -228,7 +231,8 @@ impl Loader {
             scanned,
         });
         self.by_path.insert(path, id);
-        if kind != FileKind::ServersManifest {
+        // Manifests and the env file are loaded ahead of the queue (see `Project::load`).
+        if kind != FileKind::ServersManifest && kind != FileKind::Env {
             self.queue.push_back(Pending { id });
         }
         id
@@ -378,7 +382,15 @@ impl Loader {
                 }
             }
             FileKind::Gateway => {
-                if let Some(g) = gateway::read_gateway(&mut r, &root) {
+                let env_providers = self
+                    .project
+                    .env_file
+                    .as_ref()
+                    .map(|(_, e)| e.providers.as_slice())
+                    .unwrap_or_default();
+                if let Some(g) =
+                    gateway::read_gateway_with_env_providers(&mut r, &root, env_providers)
+                {
                     let scripts: Vec<(PathBuf, Pos, String)> = g
                         .providers
                         .iter()

@@ -149,6 +149,15 @@ fn check_required_config(project: &Project, opts: &ValidateOptions<'_>, sinks: &
     };
     let env_file = project.env_file.as_ref().map(|(_, f)| f);
     for provider in &gateway.providers {
+        // A provider the env file replaces is never used (runtime-gateway.md §5.2).
+        let replaced = env_file.is_some_and(|f| {
+            f.providers
+                .iter()
+                .any(|p| p.name.value == provider.name.value)
+        });
+        if replaced {
+            continue;
+        }
         for cv in &provider.config {
             if cv.env_refs.is_empty() {
                 continue;

@@ -1072,6 +1072,30 @@ fn env_file_checks() {
 }
 
 #[test]
+fn env_file_providers_join_and_replace_gateway_providers() {
+    // `local` is declared only in the env file; `anthropic` is replaced by a mock there, so its
+    // unset key no longer matters for `missing_field` (runtime-gateway.md §5.2).
+    let gw = "env:\n  - { name: KEY, secret: true, default: \"\" }\nproviders:\n  - { name: anthropic, type: anthropic, config: { api_key: \"{{ env.KEY }}\" } }\nmodel_groups:\n  - { name: standard, models: [anthropic/claude-haiku-4-5, local/qwen] }\n";
+    let env = "name: dev\nproviders:\n  - { name: local, type: mock }\n  - { name: anthropic, type: mock }\n";
+    let f = Fixture::new(&[("gateway.yaml", gw), ("environments/dev.env.yaml", env)]);
+    let r = f.check_with(
+        &f.options(),
+        EnvMode::Startup,
+        &[("API_KEY", "secret-value")],
+    );
+    expect(&r, "unknown_provider", "gateway.yaml", gw, "local/qwen");
+    expect(&r, "missing_field", "gateway.yaml", gw, "api_key:");
+
+    let mut load = f.options();
+    load.env_file = Some(f.path().join("environments/dev.env.yaml"));
+    let r = f.check_with(&load, EnvMode::Startup, &[("API_KEY", "secret-value")]);
+    expect_no(&r, "unknown_provider");
+    expect_no(&r, "missing_field");
+    let (_, gateway) = r.project.gateway.as_ref().unwrap();
+    assert_eq!(gateway.model_groups[0].models.len(), 2);
+}
+
+#[test]
 fn undeclared_env_in_a_workflow() {
     let wf = WORKFLOW.replace("q: \"{{ params.q }}\"", "q: \"{{ env.NOPE }}\"");
     let r = Fixture::new(&[(WF, &wf)]).check();

@@ -63,6 +63,30 @@ pub struct CallbackPayload {
     pub pending_approvals: Vec<PendingApproval>,
 }
 
+impl CallbackPayload {
+    /// An empty payload with `status` (every other field empty or absent).
+    pub fn new(status: CallbackStatus) -> Self {
+        CallbackPayload {
+            run_id: String::new(),
+            step_id: String::new(),
+            status,
+            output: None,
+            error: String::new(),
+            raw_output: String::new(),
+            metrics: Metrics::default(),
+            is_resume: false,
+            messages: Vec::new(),
+            pending_approval: None,
+            original_request: None,
+            attempt: None,
+            runtime_id: String::new(),
+            error_code: None,
+            error_detail: Map::new(),
+            pending_approvals: Vec::new(),
+        }
+    }
+}
+
 /// How a leg ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

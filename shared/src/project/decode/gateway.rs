@@ -75,6 +75,17 @@ enum ConfigSource<'a> {
 }
 
 pub fn read_gateway(r: &mut Reader, root: &Node) -> Option<GatewayConfig> {
+    read_gateway_with_env_providers(r, root, &[])
+}
+
+/// [`read_gateway`] for a gateway started with `--env FILE`: `env_providers` (that file's
+/// `providers`) replace or join the gateway file's providers, so model strings may also name
+/// them (runtime-gateway.md §5.2).
+pub fn read_gateway_with_env_providers(
+    r: &mut Reader,
+    root: &Node,
+    env_providers: &[Provider],
+) -> Option<GatewayConfig> {
     let obj = r.object(
         root,
         "",
@@ -105,7 +116,11 @@ pub fn read_gateway(r: &mut Reader, root: &Node) -> Option<GatewayConfig> {
     if providers.is_empty() && obj.get("providers").is_none_or(|n| n.as_seq().is_some()) {
         r.missing(&obj, "", "providers", "gateway config");
     }
-    let provider_names: Vec<&str> = providers.iter().map(|p| p.name.value.as_str()).collect();
+    let provider_names: Vec<&str> = providers
+        .iter()
+        .chain(env_providers)
+        .map(|p| p.name.value.as_str())
+        .collect();
     let model_groups = match obj.get("model_groups") {
         Some(n) => read_groups(r, n, &provider_names),
         None => Vec::new(),
