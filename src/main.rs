@@ -1,8 +1,11 @@
 //! The `ktsu` command line (cli-and-ops.md §1): parse arguments, call a library, map the
 //! outcome to an exit code. Each command lives in its own module.
 
+mod embedded;
 mod output;
 mod run;
+mod signals;
+mod start;
 mod validate;
 mod version;
 mod workflow;
@@ -44,6 +47,8 @@ struct Cli {
 enum Command {
     /// Validate a project: every file, every reference, every check, all errors at once.
     Validate(validate::Args),
+    /// Start a service (gateway, orchestrator, runtime) or all three (--all) in the foreground.
+    Start(Box<start::Args>),
     /// Run a workflow once with the services embedded in this process.
     Run(run::Args),
     /// Inspect workflows.
@@ -66,6 +71,10 @@ fn main() -> ExitCode {
             });
         }
     };
+    if let Command::Start(args) = &cli.command {
+        // Services initialise logging themselves, at `info`.
+        return ExitCode::from(start::run(args, cli.log_format.as_deref()));
+    }
     // Client commands log at `warn` unless KTSU_LOG / RUST_LOG say otherwise (cli-and-ops.md §2.2).
     let settings = match logging::LogSettings::from_env("cli", cli.log_format.as_deref(), "warn") {
         Ok(s) => s,
@@ -79,6 +88,7 @@ fn main() -> ExitCode {
         return ExitCode::from(exit::FAILURE);
     }
     let code = match cli.command {
+        Command::Start(_) => exit::USAGE,
         Command::Validate(args) => validate::run(&args),
         Command::Run(args) => run::run(&args, cli.quiet),
         Command::Workflow(cmd) => workflow::run(&cmd),

@@ -94,7 +94,10 @@ pub async fn deliver(
     let shown = strip_query(&call.url).to_string();
     let method =
         awc::http::Method::from_bytes(call.method.as_bytes()).unwrap_or(awc::http::Method::POST);
-    let body = call.body.as_ref().map(|v| serde_json::to_vec(v).unwrap_or_default());
+    let body = call
+        .body
+        .as_ref()
+        .map(|v| serde_json::to_vec(v).unwrap_or_default());
     let has_content_type = call
         .headers
         .iter()
