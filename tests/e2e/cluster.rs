@@ -159,6 +159,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// `KTSU_LOG` for all three (default: the services' own default, `info`).
     pub log: Option<String>,
+    /// `--env FILE` for the orchestrator.
+    pub env_file: Option<PathBuf>,
 }
 
 pub struct Cluster {
@@ -269,6 +271,9 @@ impl Cluster {
                 path.display().to_string(),
             ]);
         }
+        if let Some(file) = &options.env_file {
+            extra.extend(["--env".into(), file.display().to_string()]);
+        }
         if let Some(s) = options.heartbeat_timeout_s {
             extra.extend(["--heartbeat-timeout-s".into(), s.to_string()]);
         }
@@ -320,10 +325,14 @@ impl Cluster {
     }
 
     pub fn invoke(&self, workflow: &str, input: &Value) -> Value {
+        self.invoke_with(workflow, input, &[])
+    }
+
+    pub fn invoke_with(&self, workflow: &str, input: &Value, headers: &[(&str, &str)]) -> Value {
         let (status, body) = http::post(
             &format!("{}/invoke/{workflow}", self.orchestrator_url),
             input,
-            &[],
+            headers,
         )
         .expect("invoke answered");
         assert_eq!(status, 202, "invoke {workflow}: {body}");

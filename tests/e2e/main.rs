@@ -6,3 +6,4 @@
 mod cluster;
 mod fixtures;
 mod scenarios;
+mod triage;
