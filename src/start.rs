@@ -5,6 +5,7 @@
 use crate::exit;
 use clap::{Args as ClapArgs, ValueEnum};
 use ktsu_shared::logging;
+use ktsu_shared::service::notify;
 use ktsu_shared::service::settings::Env;
 use std::path::PathBuf;
 
@@ -242,16 +243,23 @@ async fn gateway(a: &Args) -> u8 {
             return e.exit_code();
         }
     };
+    let watchdog = announce_ready(app.local_addr());
     let stop = app.stop_handle();
     let signals = crate::signals::on_shutdown(move || {
         let stop = stop.clone();
-        async move { stop.stop().await }
+        async move {
+            notify::stopping();
+            stop.stop().await
+        }
     });
     let code = match app.run().await {
         Ok(()) => exit::OK,
         Err(e) => e.exit_code(),
     };
     signals.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     code
 }
 
@@ -334,15 +342,37 @@ async fn runtime(a: &Args) -> u8 {
             return u8::try_from(e.exit_code()).unwrap_or(exit::FAILURE);
         }
     };
+    let watchdog = announce_ready(app.local_addr());
     let stop = app.stop_handle();
     let signals = crate::signals::on_shutdown(move || {
         let stop = stop.clone();
-        async move { stop.stop() }
+        async move {
+            notify::stopping();
+            stop.stop()
+        }
     });
     let code = match app.run().await {
         Ok(()) => exit::OK,
         Err(e) => u8::try_from(e.exit_code()).unwrap_or(exit::FAILURE),
     };
     signals.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     code
+}
+
+/// `READY=1` and, when systemd asks for it, `WATCHDOG=1` every half period from this (the main)
+/// arbiter, so a wedged event loop stops the pings (cli-and-ops.md §3.3). The orchestrator
+/// does the same inside its crate.
+fn announce_ready(addr: std::net::SocketAddr) -> Option<actix_rt::task::JoinHandle<()>> {
+    notify::ready(&addr.to_string());
+    notify::watchdog_interval().map(|period| {
+        actix_rt::spawn(async move {
+            loop {
+                notify::watchdog();
+                actix_rt::time::sleep(period).await;
+            }
+        })
+    })
 }

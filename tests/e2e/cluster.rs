@@ -63,6 +63,12 @@ impl Service {
     pub fn records(&self) -> Vec<Value> {
         self.lines()
             .iter()
+            // A journald priority prefix (`<6>`) is not part of the record.
+            .map(|l| {
+                l.strip_prefix('<')
+                    .and_then(|r| r.split_once('>'))
+                    .map_or(l.as_str(), |(_, rest)| rest)
+            })
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(Value::is_object)
             .collect()

@@ -10,13 +10,20 @@ use tempfile::TempDir;
 pub const CANARY: &str = "canary-7f3e9d1c5b2a4e80-s3cret";
 
 const GATEWAY: &str = r#"kind: gateway
+env:
+  - { name: CANARY_SECRET, secret: true }
 providers:
+  - name: leaky
+    type: openai
+    config: { base_url: "http://127.0.0.1:9/v1", api_key: "{{ env.CANARY_SECRET }}" }
   - name: mock
     type: mock
     config: { script: mock-script.yaml }
 model_groups:
   - name: standard
     models: [mock/default]
+  - name: unreachable
+    models: [leaky/gpt-4.1-mini]
   - name: priced
     models: [mock/priced]
     pricing:
@@ -104,9 +111,23 @@ pipeline:
     params: { n: 1, key: "{{ env.CANARY_SECRET }}" }
   - id: notify
     webhook:
-      url: "{{ params.hook }}"
+      url: "{{ params.hook }}?key={{ env.CANARY_SECRET }}"
       headers: { Authorization: "Bearer {{ env.CANARY_SECRET }}" }
       body: { done: "{{ step.use-secret.done }}" }
+"#;
+
+const CANARY_FAIL: &str = r#"kind: workflow
+name: canary-fail
+env:
+  - { name: CANARY_SECRET, secret: true }
+params: { schema: { type: object } }
+pipeline:
+  - id: leak
+    webhook:
+      url: "http://127.0.0.1:9/hook/{{ env.CANARY_SECRET }}"
+      body: { x: 1 }
+      max_attempts: 1
+      timeout_s: 2
 "#;
 
 /// Writes the project; the directory lives as long as the returned handle.
@@ -120,6 +141,7 @@ pub fn project() -> TempDir {
         ("workflows/stuck.workflow.yaml", STUCK),
         ("workflows/budget.workflow.yaml", BUDGET),
         ("workflows/canary.workflow.yaml", CANARY_WF),
+        ("workflows/canary-fail.workflow.yaml", CANARY_FAIL),
     ];
     for (name, text) in files {
         write(dir.path(), name, text);

@@ -5,5 +5,6 @@
 
 mod cluster;
 mod fixtures;
+mod ops;
 mod scenarios;
 mod triage;

@@ -274,6 +274,20 @@ fn secrets_reach_their_target_but_no_log_line_or_record() {
         "the secret reaches its target: {request}"
     );
 
+    // A webhook with the secret in its URL fails: the error names the URL, scrubbed.
+    let failed_id = cluster.invoke("canary-fail", &json!({}))["run_id"]
+        .as_str()
+        .expect("run_id")
+        .to_string();
+    let failed = cluster.wait_finished(&failed_id, Duration::from_secs(20));
+    assert_eq!(failed["run"]["status"], "failed", "{failed}");
+    let error = step(&failed, "leak")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("[REDACTED]"), "{error}");
+    assert!(!failed.to_string().contains(CANARY), "{failed}");
+
     let (_, envelope) = http::get(&format!(
         "{}/runs/{run_id}/envelope",
         cluster.orchestrator_url
@@ -293,6 +307,10 @@ fn secrets_reach_their_target_but_no_log_line_or_record() {
     }
     let lines = cluster.all_lines();
     assert!(lines.len() > 20, "debug logging produced lines");
+    assert!(
+        lines.iter().any(|l| l.contains("[REDACTED]")),
+        "the failed webhook's URL is logged with the secret replaced"
+    );
     for line in lines {
         assert!(
             !line.contains(CANARY),
