@@ -73,7 +73,9 @@ fn main() -> ExitCode {
     };
     if let Command::Start(args) = &cli.command {
         // Services initialise logging themselves, at `info`.
-        return ExitCode::from(start::run(args, cli.log_format.as_deref()));
+        let code = start::run(args, cli.log_format.as_deref());
+        logging::flush();
+        return ExitCode::from(code);
     }
     // Client commands log at `warn` unless KTSU_LOG / RUST_LOG say otherwise (cli-and-ops.md §2.2).
     let settings = match logging::LogSettings::from_env("cli", cli.log_format.as_deref(), "warn") {
@@ -94,5 +96,6 @@ fn main() -> ExitCode {
         Command::Workflow(cmd) => workflow::run(&cmd),
         Command::Version(args) => version::run(&args),
     };
+    logging::flush();
     ExitCode::from(code)
 }

@@ -45,6 +45,7 @@ pub async fn first() -> Signal {
     actix_rt::spawn(async move {
         let second = select_signal(&mut interrupt, &mut terminate).await;
         log::warn!(target: "ktsu", event = "ktsu.stopped", exit_code = second.exit_code(), signal = second.name(); "second signal: exiting at once");
+        ktsu_shared::logging::flush();
         std::process::exit(i32::from(second.exit_code()));
     });
     got

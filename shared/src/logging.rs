@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::str::FromStr;
-use std::sync::{Arc, LazyLock, PoisonError, RwLock};
+use std::sync::{mpsc, Arc, LazyLock, PoisonError, RwLock};
 use std::time::SystemTime;
 
 /// `--log-format` / `KTSU_LOG_FORMAT`.
@@ -172,11 +172,105 @@ pub fn init(settings: &LogSettings) -> Result<(), LoggingError> {
     let formatter = LineFormatter::new(settings.service.clone(), format)
         .with_color(color)
         .with_journald_prefix(journald);
-    logger_builder(&settings.filter, formatter, env_logger::Target::Stderr)
+    let target = match queued_stderr() {
+        Some(queue) => env_logger::Target::Pipe(Box::new(queue)),
+        // No writer thread (thread creation failed): write synchronously instead.
+        None => env_logger::Target::Stderr,
+    };
+    logger_builder(&settings.filter, formatter, target)
         .try_init()
         .map_err(|_| LoggingError::AlreadyInstalled)?;
     install_panic_hook();
     Ok(())
+}
+
+/// The stderr writer behind [`init`]: each formatted line is queued to one `ktsu-log-writer`
+/// thread that writes everything queued so far with a single `write`. Under load one syscall
+/// (and one wake-up of journald or whoever reads the pipe) then serves many lines, and no
+/// request thread waits on stderr or on the other threads' writes. The queue is bounded, so a
+/// reader that stops reading slows logging threads down instead of growing memory. Lines keep
+/// their order; [`flush`] waits until everything queued is written.
+struct QueuedStderr {
+    queue: mpsc::SyncSender<Queued>,
+}
+
+enum Queued {
+    Line(Vec<u8>),
+    Flushed(mpsc::SyncSender<()>),
+}
+
+/// Lines that may wait for the writer thread before logging threads block.
+const LOG_QUEUE_LINES: usize = 16 * 1024;
+/// How long the writer lets lines gather after a busy batch.
+const LOG_GATHER: std::time::Duration = std::time::Duration::from_millis(1);
+/// Upper bound of one write (a burst is split into writes of about this size).
+const LOG_BATCH_BYTES: usize = 256 * 1024;
+
+static LOG_QUEUE: std::sync::OnceLock<mpsc::SyncSender<Queued>> = std::sync::OnceLock::new();
+
+fn queued_stderr() -> Option<QueuedStderr> {
+    let (queue, lines) = mpsc::sync_channel(LOG_QUEUE_LINES);
+    std::thread::Builder::new()
+        .name("ktsu-log-writer".into())
+        .spawn(move || write_queued(&lines, &mut std::io::stderr()))
+        .ok()?;
+    let _ = LOG_QUEUE.set(queue.clone());
+    Some(QueuedStderr { queue })
+}
+
+fn write_queued(lines: &mpsc::Receiver<Queued>, out: &mut dyn Write) {
+    let mut batch = Vec::with_capacity(64 * 1024);
+    let mut waiting = Vec::new();
+    while let Ok(first) = lines.recv() {
+        let mut next = Some(first);
+        let mut count = 0usize;
+        while let Some(item) = next.take() {
+            match item {
+                Queued::Line(line) => batch.extend_from_slice(&line),
+                Queued::Flushed(done) => waiting.push(done),
+            }
+            count += 1;
+            if batch.len() < LOG_BATCH_BYTES {
+                next = lines.try_recv().ok();
+            }
+        }
+        // A failed write (stderr closed) drops the lines: logging must never stop a service.
+        let _ = out.write_all(&batch);
+        batch.clear();
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
+        if count > 1 {
+            // Busy: let the next lines gather for a moment. While this thread is not blocked
+            // in `recv`, a logging thread's send needs no wake-up syscall.
+            std::thread::sleep(LOG_GATHER);
+        }
+    }
+}
+
+impl Write for QueuedStderr {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        // Only fails once the writer thread is gone, when nothing can be written anyway.
+        let _ = self.queue.send(Queued::Line(line.to_vec()));
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Per-line flushes would defeat batching; [`flush`] is the explicit barrier.
+        Ok(())
+    }
+}
+
+/// Waits (at most 2 s) until every line logged so far is written. Call before the process
+/// exits: queued lines would be lost otherwise.
+pub fn flush() {
+    let Some(queue) = LOG_QUEUE.get() else {
+        return;
+    };
+    let (done, written) = mpsc::sync_channel(1);
+    if queue.send(Queued::Flushed(done)).is_ok() {
+        let _ = written.recv_timeout(std::time::Duration::from_secs(2));
+    }
 }
 
 /// An `env_logger` builder writing `formatter`'s lines to `target` (tests use a pipe).
@@ -254,6 +348,8 @@ pub fn install_panic_hook() {
         } else {
             log::error!(event = "panic", location = location, thread = thread; "panic: {message}");
         }
+        // The process may be about to end (a panic on the main thread).
+        flush();
     }));
 }
 
@@ -478,6 +574,43 @@ fn journald_prefix(level: Level) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn queued_lines_are_written_in_order_and_flush_waits_for_them() {
+        let (queue, lines) = mpsc::sync_channel(LOG_QUEUE_LINES);
+        let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>();
+        struct Sink(mpsc::Sender<Vec<u8>>);
+        impl Write for Sink {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                let _ = self.0.send(buf.to_vec());
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let writer = std::thread::spawn(move || write_queued(&lines, &mut Sink(out_tx)));
+        let mut stderr = QueuedStderr {
+            queue: queue.clone(),
+        };
+        for i in 0..1000 {
+            stderr.write_all(format!("line {i}\n").as_bytes()).unwrap();
+        }
+        let (done, written) = mpsc::sync_channel(1);
+        queue.send(Queued::Flushed(done)).unwrap();
+        written.recv().unwrap();
+        let text: String = out_rx
+            .try_iter()
+            .map(|b| String::from_utf8(b).unwrap())
+            .collect();
+        let expected: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(
+            text, expected,
+            "every line, in order, before the flush is acknowledged"
+        );
+        drop((stderr, queue));
+        writer.join().unwrap();
+    }
     use super::*;
     use log::kv::Value as KvValue;
     use serde_json::json;
