@@ -5,24 +5,32 @@
 //!    turn overhead is the time from the gateway's answer with the tool call leaving the fake to
 //!    the next gateway request arriving: everything the runtime does for one turn (decode the
 //!    answer, route and execute the tool call over MCP, extend the conversation, encode and send
-//!    the next request).
-//! 2. Memory: RSS of the process with 1,000 agent loops waiting on a slow gateway (which runs in
-//!    a child process of this binary, so that only the runtime is measured).
+//!    the next request), plus the loopback hops and the fakes' own HTTP handling.
+//! 2. Memory: RSS of the process with 1,000 agent loops waiting on a slow gateway. The gateway
+//!    runs in a child process of this binary, so that only the runtime (and the client posting
+//!    the invocations) is measured.
 //!
 //!     cargo run --release -p ktsu-bench --bin bench-runtime [-- --legs 2000 --loops 1000]
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use ktsu_runtime::{Application, Settings};
+use ktsu_runtime::{Application, Settings, StopHandle};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::error::Error;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 type BenchResult<T> = Result<T, Box<dyn Error>>;
+
+/// Child mode: serve the slow gateway for the memory measurement.
+const SERVE_SLOW_PEERS: &str = "--serve-slow-peers";
+/// Loops started (and waiting) before the baseline RSS is taken, so that one-time costs
+/// (connection pools, lazily built tables, thread arenas) are not charged to the loops.
+const WARM_LOOPS: usize = 50;
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -34,7 +42,7 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 fn main() -> ExitCode {
-    let serve = std::env::args().any(|a| a == "--serve-slow-peers");
+    let serve = std::env::args().any(|a| a == SERVE_SLOW_PEERS);
     let result = actix_rt::System::new().block_on(async move {
         if serve {
             serve_slow_peers().await
@@ -54,11 +62,66 @@ fn main() -> ExitCode {
 async fn bench() -> BenchResult<()> {
     let legs = arg("--legs", 2000).max(10);
     let loops = arg("--loops", 1000).max(1);
-    if std::env::var_os("HACK_SLEEP").is_none() {
-        turn_overhead(legs).await?;
+    turn_overhead(legs).await?;
+    waiting_memory(loops).await
+}
+
+/// Runtime settings for a benchmark: loopback, any port, no orchestrator, this gateway.
+fn settings(gateway_url: String) -> Settings {
+    let mut settings = Settings::defaults();
+    settings.host = "127.0.0.1".into();
+    settings.port = 0;
+    settings.orchestrator_url = None;
+    settings.heartbeat_interval = Duration::ZERO;
+    settings.gateway_url = gateway_url;
+    settings
+}
+
+/// Starts a runtime in this process; returns its URL and stop handle.
+async fn start_runtime(settings: Settings) -> BenchResult<(String, StopHandle)> {
+    let app = Application::build(settings).await?;
+    let url = format!("http://{}", app.local_addr());
+    let stop = app.stop_handle();
+    actix_rt::spawn(app.run());
+    Ok((url, stop))
+}
+
+/// A typical invocation: a system prompt, a user message and an output schema; with `tools`,
+/// one MCP server at `peers`.
+fn invoke_body(run_id: &str, peers: &str, tools: bool) -> Value {
+    let mut body = json!({
+        "run_id": run_id, "step_id": "classify", "attempt": 1, "agent_name": "bench-agent",
+        "workflow": "bench",
+        "system": "You are a careful support triage specialist. Read the ticket, look up what you need with the tools, and answer with the category and priority of the ticket.",
+        "user_message": "Ticket #4711: the invoice for March was charged twice on my credit card. Please refund one of the charges and tell me when it will arrive.",
+        "model": {"group": "standard", "max_tokens": 1024},
+        "callback_url": format!("{peers}/runs/{run_id}/steps/classify/complete?attempt=1"),
+        "output_schema": {"type": "object", "required": ["answer"],
+                          "properties": {"answer": {"type": "string"}, "ktsu_confidence": {"type": "number"}}},
+        "tool_servers": []
+    });
+    if tools {
+        body["tool_servers"] = json!([{"name": "kv", "url": format!("{peers}/mcp"), "allowlist": ["kv_*"], "timeout_s": 30}]);
     }
-    waiting_memory(loops).await?;
+    body
+}
+
+async fn post_invoke(client: &awc::Client, runtime: &str, body: &Value) -> BenchResult<()> {
+    let response = client
+        .post(format!("{runtime}/invoke"))
+        .send_json(body)
+        .await
+        .map_err(|e| format!("invoke: {e}"))?;
+    if response.status() != 202 {
+        return Err(format!("invoke answered {}", response.status()).into());
+    }
     Ok(())
+}
+
+fn client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -74,7 +137,7 @@ struct Timeline {
     callbacks: HashMap<String, Instant>,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct Peers {
     timeline: Arc<Mutex<Timeline>>,
 }
@@ -83,8 +146,20 @@ impl Peers {
     fn record(&self, update: impl FnOnce(&mut Timeline)) {
         update(&mut self.timeline.lock().unwrap_or_else(PoisonError::into_inner));
     }
+
+    /// `(callback, tool answer sent, second request)` once the leg of `run_id` called back.
+    fn finished(&self, run_id: &str) -> Option<(Instant, Option<Instant>, Option<Instant>)> {
+        let timeline = self.timeline.lock().unwrap_or_else(PoisonError::into_inner);
+        let callback = timeline.callbacks.get(run_id).copied()?;
+        Some((
+            callback,
+            timeline.tool_answer_sent.get(run_id).copied(),
+            timeline.second_request.get(run_id).copied(),
+        ))
+    }
 }
 
+/// Turn 1: a tool call; turn 2 (after the tool result): the answer.
 async fn fake_gateway(peers: web::Data<Peers>, body: web::Bytes) -> HttpResponse {
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let run_id = request["run_id"].as_str().unwrap_or("").to_owned();
@@ -100,19 +175,19 @@ async fn fake_gateway(peers: web::Data<Peers>, body: web::Bytes) -> HttpResponse
         peers.record(|t| {
             t.second_request.insert(run_id, Instant::now());
         });
-        HttpResponse::Ok().json(reply("{\"answer\": \"42\"}", json!([])))
-    } else {
-        let response = HttpResponse::Ok().json(reply(
-            "",
-            json!([{"id": "toolu_1", "name": "kv_get", "arguments": {"key": "a"}}]),
-        ));
-        peers.record(|t| {
-            t.tool_answer_sent.insert(run_id, Instant::now());
-        });
-        response
+        return HttpResponse::Ok().json(reply("{\"answer\": \"42\"}", json!([])));
     }
+    let response = HttpResponse::Ok().json(reply(
+        "",
+        json!([{"id": "toolu_1", "name": "kv_get", "arguments": {"key": "a"}}]),
+    ));
+    peers.record(|t| {
+        t.tool_answer_sent.insert(run_id, Instant::now());
+    });
+    response
 }
 
+/// A Streamable HTTP MCP server with one tool, answering in JSON.
 async fn fake_mcp(req: HttpRequest, body: web::Bytes) -> HttpResponse {
     if req.method() == actix_web::http::Method::DELETE {
         return HttpResponse::Ok().finish();
@@ -122,10 +197,8 @@ async fn fake_mcp(req: HttpRequest, body: web::Bytes) -> HttpResponse {
         return HttpResponse::Accepted().finish();
     };
     let result = match message["method"].as_str() {
-        Some("initialize") => {
-            json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
-                                     "serverInfo": {"name": "bench", "version": "1"}})
-        }
+        Some("initialize") => json!({"protocolVersion": "2025-06-18",
+            "capabilities": {"tools": {}}, "serverInfo": {"name": "bench", "version": "1"}}),
         Some("tools/list") => json!({"tools": [{"name": "kv_get", "description": "Read a key.",
             "inputSchema": {"type": "object", "properties": {"key": {"type": "string"}}, "required": ["key"]}}]}),
         _ => json!({"content": [{"type": "text", "text": "42"}]}),
@@ -150,6 +223,7 @@ async fn fake_callback(peers: web::Data<Peers>, body: web::Bytes) -> HttpRespons
     HttpResponse::Ok().json(json!({"status": "accepted"}))
 }
 
+/// The gateway, MCP server and orchestrator fakes on one port (one worker thread).
 fn start_peers(peers: Peers) -> BenchResult<String> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -169,39 +243,6 @@ fn start_peers(peers: Peers) -> BenchResult<String> {
     Ok(format!("http://{addr}"))
 }
 
-fn invoke_body(run_id: &str, peers: &str, tools: bool) -> Value {
-    let mut body = json!({
-        "run_id": run_id, "step_id": "classify", "attempt": 1, "agent_name": "bench-agent",
-        "workflow": "bench",
-        "system": "You are a careful support triage specialist. Read the ticket, look up what you need with the tools, and answer with the category and priority of the ticket.",
-        "user_message": "Ticket #4711: the invoice for March was charged twice on my credit card. Please refund one of the charges and tell me when it will arrive.",
-        "model": {"group": "standard", "max_tokens": 1024},
-        "callback_url": format!("{peers}/runs/{run_id}/steps/classify/complete?attempt=1"),
-        "output_schema": {"type": "object", "required": ["answer"],
-                          "properties": {"answer": {"type": "string"}, "ktsu_confidence": {"type": "number"}}},
-        "tool_servers": []
-    });
-    if std::env::var_os("BENCH_NO_SCHEMA").is_some() {
-        body.as_object_mut().map(|b| b.remove("output_schema"));
-    }
-    if tools {
-        body["tool_servers"] = json!([{"name": "kv", "url": format!("{peers}/mcp"), "allowlist": ["kv_*"], "timeout_s": 30}]);
-    }
-    body
-}
-
-async fn post_invoke(client: &awc::Client, runtime: &str, body: &Value) -> BenchResult<()> {
-    let response = client
-        .post(format!("{runtime}/invoke"))
-        .send_json(body)
-        .await
-        .map_err(|e| format!("invoke: {e}"))?;
-    if response.status() != 202 {
-        return Err(format!("invoke answered {}", response.status()).into());
-    }
-    Ok(())
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((sorted.len() as f64) * p).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
@@ -212,23 +253,10 @@ fn ms(d: Duration) -> String {
 }
 
 async fn turn_overhead(legs: usize) -> BenchResult<()> {
-    let peers = Peers {
-        timeline: Arc::new(Mutex::new(Timeline::default())),
-    };
+    let peers = Peers::default();
     let peers_url = start_peers(peers.clone())?;
-    let mut settings = Settings::defaults();
-    settings.host = "127.0.0.1".into();
-    settings.port = 0;
-    settings.orchestrator_url = None;
-    settings.heartbeat_interval = Duration::ZERO;
-    settings.gateway_url = format!("{peers_url}/gateway");
-    let app = Application::build(settings).await?;
-    let runtime = format!("http://{}", app.local_addr());
-    let stop = app.stop_handle();
-    actix_rt::spawn(app.run());
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .finish();
+    let (runtime, stop) = start_runtime(settings(format!("{peers_url}/gateway"))).await?;
+    let client = client();
 
     let warmup = legs / 10;
     let mut turn_gaps = Vec::with_capacity(legs);
@@ -237,22 +265,9 @@ async fn turn_overhead(legs: usize) -> BenchResult<()> {
         let run_id = format!("run_{i:016x}");
         let started = Instant::now();
         post_invoke(&client, &runtime, &invoke_body(&run_id, &peers_url, true)).await?;
-        let done = loop {
-            let seen = {
-                let timeline = peers
-                    .timeline
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                timeline.callbacks.get(&run_id).copied().map(|at| {
-                    (
-                        at,
-                        timeline.tool_answer_sent.get(&run_id).copied(),
-                        timeline.second_request.get(&run_id).copied(),
-                    )
-                })
-            };
-            if let Some(seen) = seen {
-                break seen;
+        let finished = loop {
+            if let Some(finished) = peers.finished(&run_id) {
+                break finished;
             }
             if started.elapsed() > Duration::from_secs(30) {
                 return Err(format!("leg {run_id} did not call back").into());
@@ -262,7 +277,7 @@ async fn turn_overhead(legs: usize) -> BenchResult<()> {
         if i < warmup {
             continue;
         }
-        let (callback_at, Some(answer_sent), Some(next_request)) = done else {
+        let (callback_at, Some(answer_sent), Some(next_request)) = finished else {
             return Err(format!("leg {run_id} did not make two gateway calls").into());
         };
         turn_gaps.push(next_request.saturating_duration_since(answer_sent));
@@ -292,22 +307,21 @@ async fn turn_overhead(legs: usize) -> BenchResult<()> {
 // ---------------------------------------------------------------------------------------------
 // 2. Memory of waiting loops
 
-/// Child mode: a gateway that never answers in time, a callback sink, and a request counter.
+/// Child mode: a gateway that holds every call for ten minutes (counting them at `/count`) and
+/// a callback sink; prints `PORT <n>` once listening.
 async fn serve_slow_peers() -> BenchResult<()> {
-    let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let waiting = Arc::new(AtomicUsize::new(0));
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
-    let counter = Arc::clone(&waiting);
     let server = HttpServer::new(move || {
-        let counter = Arc::clone(&counter);
-        let count = Arc::clone(&counter);
+        let arrived = Arc::clone(&waiting);
+        let counted = Arc::clone(&waiting);
         App::new()
             .route(
                 "/gateway/invoke",
                 web::post().to(move || {
-                    let counter = Arc::clone(&counter);
-                    async move {
-                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    arrived.fetch_add(1, Ordering::SeqCst);
+                    async {
                         actix_rt::time::sleep(Duration::from_secs(600)).await;
                         HttpResponse::ServiceUnavailable().finish()
                     }
@@ -316,11 +330,8 @@ async fn serve_slow_peers() -> BenchResult<()> {
             .route(
                 "/count",
                 web::get().to(move || {
-                    let count = Arc::clone(&count);
-                    async move {
-                        HttpResponse::Ok()
-                            .body(count.load(std::sync::atomic::Ordering::SeqCst).to_string())
-                    }
+                    let count = counted.load(Ordering::SeqCst);
+                    async move { HttpResponse::Ok().body(count.to_string()) }
                 }),
             )
             .default_service(web::to(|| async {
@@ -338,15 +349,7 @@ async fn serve_slow_peers() -> BenchResult<()> {
     Ok(())
 }
 
-fn rss_kib() -> BenchResult<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| "no VmRSS in /proc/self/status".into())
-}
-
+/// The child process, killed by PID when dropped.
 struct Child(std::process::Child);
 
 impl Drop for Child {
@@ -356,82 +359,10 @@ impl Drop for Child {
     }
 }
 
-async fn waiting_count(client: &awc::Client, peers: &str) -> BenchResult<usize> {
-    let mut response = client
-        .get(format!("{peers}/count"))
-        .send()
-        .await
-        .map_err(|e| format!("count: {e}"))?;
-    let body = response.body().await.map_err(|e| format!("count: {e}"))?;
-    Ok(std::str::from_utf8(&body)?.trim().parse()?)
-}
-
-async fn wait_for_waiting(client: &awc::Client, peers: &str, expected: usize) -> BenchResult<()> {
-    let started = Instant::now();
-    while waiting_count(client, peers).await? < expected {
-        if started.elapsed() > Duration::from_secs(120) {
-            return Err(format!(
-                "only {} of {expected} loops reached the gateway",
-                waiting_count(client, peers).await?
-            )
-            .into());
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Let every leg settle on its await point.
-    actix_rt::time::sleep(Duration::from_millis(500)).await;
-    Ok(())
-}
-
-async fn awc_floor(peers: &str, n: usize) -> BenchResult<()> {
-    let clients: Vec<awc::Client> = (0..2)
-        .map(|_| {
-            awc::Client::builder()
-                .connector(awc::Connector::new().limit(0))
-                .timeout(Duration::from_secs(900))
-                .finish()
-        })
-        .collect();
-    let body = actix_web::web::Bytes::from(vec![b'x'; 2200]);
-    for i in 0..50 {
-        let c = clients[i % 2].clone();
-        let url = format!("{peers}/gateway/invoke");
-        let body = body.clone();
-        actix_rt::spawn(async move {
-            let _ = c
-                .post(url)
-                .insert_header(("Content-Type", "application/json"))
-                .send_body(body)
-                .await;
-        });
-    }
-    let client = awc::Client::default();
-    wait_for_waiting(&client, peers, 50).await?;
-    let before = rss_kib()?;
-    for i in 0..n {
-        let c = clients[i % 2].clone();
-        let url = format!("{peers}/gateway/invoke");
-        let body = body.clone();
-        actix_rt::spawn(async move {
-            let _ = c
-                .post(url)
-                .insert_header(("Content-Type", "application/json"))
-                .send_body(body)
-                .await;
-        });
-    }
-    wait_for_waiting(&client, peers, n + 50).await?;
-    let after = rss_kib()?;
-    println!(
-        "awc floor: {:.1} KiB per in-flight request",
-        (after - before) as f64 / n as f64
-    );
-    Ok(())
-}
-
-async fn waiting_memory(loops: usize) -> BenchResult<()> {
+/// Starts the slow peers in a child process; returns it and its URL.
+fn spawn_slow_peers() -> BenchResult<(Child, String)> {
     let mut child = Command::new(std::env::current_exe()?)
-        .arg("--serve-slow-peers")
+        .arg(SERVE_SLOW_PEERS)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
@@ -444,63 +375,85 @@ async fn waiting_memory(loops: usize) -> BenchResult<()> {
         .strip_prefix("PORT ")
         .ok_or("the slow peers did not report a port")?
         .parse()?;
-    let peers = format!("http://127.0.0.1:{port}");
-    if std::env::var_os("HACK_FLOOR").is_some() {
-        return awc_floor(&peers, loops).await;
-    }
+    Ok((child, format!("http://127.0.0.1:{port}")))
+}
 
-    let warm = 50;
-    let mut settings = Settings::defaults();
-    settings.host = "127.0.0.1".into();
-    settings.port = 0;
-    settings.orchestrator_url = None;
-    settings.heartbeat_interval = Duration::ZERO;
-    settings.gateway_url = format!("{peers}/gateway");
-    settings.max_concurrency = u32::try_from(loops + warm)?;
+fn rss_kib() -> BenchResult<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmRSS in /proc/self/status".into())
+}
+
+async fn waiting_count(client: &awc::Client, peers: &str) -> BenchResult<usize> {
+    let mut response = client
+        .get(format!("{peers}/count"))
+        .send()
+        .await
+        .map_err(|e| format!("count: {e}"))?;
+    let body = response.body().await.map_err(|e| format!("count: {e}"))?;
+    Ok(std::str::from_utf8(&body)?.trim().parse()?)
+}
+
+/// Waits until `expected` gateway calls are held by the slow gateway.
+async fn wait_for_waiting(client: &awc::Client, peers: &str, expected: usize) -> BenchResult<()> {
+    let started = Instant::now();
+    loop {
+        let waiting = waiting_count(client, peers).await?;
+        if waiting >= expected {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            return Err(format!("only {waiting} of {expected} loops reached the gateway").into());
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let every leg settle on its await point.
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    Ok(())
+}
+
+/// Starts `count` loops (run ids from `first`) and waits until all of them wait on the gateway.
+async fn start_loops(
+    client: &awc::Client,
+    runtime: &str,
+    peers: &str,
+    first: usize,
+    count: usize,
+) -> BenchResult<()> {
+    for i in first..first + count {
+        let body = invoke_body(&format!("run_{i:016x}"), peers, false);
+        post_invoke(client, runtime, &body).await?;
+    }
+    wait_for_waiting(client, peers, first + count).await
+}
+
+async fn waiting_memory(loops: usize) -> BenchResult<()> {
+    let (child, peers) = spawn_slow_peers()?;
+    let mut settings = settings(format!("{peers}/gateway"));
+    settings.max_concurrency = u32::try_from(loops + WARM_LOOPS)?;
     settings.max_queue = 0;
-    let app = Application::build(settings).await?;
-    let runtime = format!("http://{}", app.local_addr());
-    actix_rt::spawn(app.run());
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .finish();
+    let (runtime, _stop) = start_runtime(settings).await?;
+    let client = client();
 
     let idle = rss_kib()?;
-    for i in 0..warm {
-        post_invoke(
-            &client,
-            &runtime,
-            &invoke_body(&format!("run_{:016x}", 0xf000_0000 + i), &peers, false),
-        )
-        .await?;
-    }
-    if std::env::var_os("HACK_SLEEP").is_some() {
-        actix_rt::time::sleep(Duration::from_secs(2)).await;
-    } else {
-        wait_for_waiting(&client, &peers, warm).await?;
-    }
+    start_loops(&client, &runtime, &peers, 0, WARM_LOOPS).await?;
     let before = rss_kib()?;
-    for i in 0..loops {
-        post_invoke(
-            &client,
-            &runtime,
-            &invoke_body(&format!("run_{:016x}", 0xe000_0000 + i), &peers, false),
-        )
-        .await?;
-    }
-    if std::env::var_os("HACK_SLEEP").is_some() {
-        actix_rt::time::sleep(Duration::from_secs(3)).await;
-    } else {
-        wait_for_waiting(&client, &peers, warm + loops).await?;
-    }
+    start_loops(&client, &runtime, &peers, WARM_LOOPS, loops).await?;
     let after = rss_kib()?;
-    let per_loop = (after.saturating_sub(before)) as f64 / loops as f64;
+    let per_loop_kib = after.saturating_sub(before) as f64 / loops as f64;
     println!("## Memory of waiting loops ({loops} loops waiting on a slow gateway)");
     println!(
-        "RSS: idle {idle} KiB, with {warm} waiting loops {before} KiB, with {} waiting loops {after} KiB",
-        warm + loops
+        "RSS: idle {idle} KiB, with {WARM_LOOPS} waiting loops {before} KiB, with {} waiting loops {after} KiB",
+        WARM_LOOPS + loops
     );
-    println!("per waiting loop: {per_loop:.1} KiB");
+    println!(
+        "per waiting loop: {per_loop_kib:.1} KiB ({:.1} KB)",
+        per_loop_kib * 1.024
+    );
+    // The loops are still waiting: the process ends with them (the gateway child first).
     drop(child);
     Ok(())
 }

@@ -77,10 +77,11 @@ enum Next {
 impl GatewayClient<'_> {
     /// Sends the body `encode` produces (a serialised `GatewayRequest` carrying
     /// `timeout_s = timeout`). The body is encoded again for a retry rather than kept while the
-    /// call waits: a waiting leg holds as little as possible.
+    /// call waits: a waiting leg holds as little as possible (`encode` is borrowed for the same
+    /// reason: an async fn keeps its arguments twice).
     pub async fn call(
         &self,
-        mut encode: impl FnMut() -> Result<Bytes, GatewayFailure>,
+        encode: &mut impl FnMut() -> Result<Bytes, GatewayFailure>,
         timeout: Duration,
         deadline: Instant,
         purpose: CallPurpose,
@@ -89,7 +90,10 @@ impl GatewayClient<'_> {
         let client_timeout = timeout + CLIENT_MARGIN;
         let mut attempt = 1;
         loop {
-            let (failure, next) = match self.attempt(encode()?, client_timeout).await {
+            // Encoded in its own statement: a temporary of the awaited expression would be kept
+            // in this future for the whole wait.
+            let body = encode()?;
+            let (failure, next) = match self.attempt(body, client_timeout).await {
                 Ok(response) => return Ok(response),
                 Err(outcome) => outcome,
             };
@@ -116,14 +120,13 @@ impl GatewayClient<'_> {
         body: Bytes,
         client_timeout: Duration,
     ) -> Result<GatewayResponse, (GatewayFailure, Next)> {
-        let sent = self
+        let sending = self
             .client
             .post(self.invoke_url)
             .timeout(client_timeout)
             .insert_header((CONTENT_TYPE, "application/json"))
-            .send_body(body)
-            .await;
-        let mut response = match sent {
+            .send_body(body);
+        let response = match sending.await {
             Ok(response) => response,
             Err(SendRequestError::Timeout) => {
                 return Err((GatewayFailure::Timeout(client_timeout), Next::Fail))
@@ -134,43 +137,56 @@ impl GatewayClient<'_> {
             }
             Err(err) => return Err((GatewayFailure::Transport(err.to_string()), Next::Fail)),
         };
-        let status = response.status().as_u16();
-        let should_retry = response
-            .headers()
-            .get("x-should-retry")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim().eq_ignore_ascii_case("true"));
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .and_then(crate::units::positive_seconds)
-            .unwrap_or(Duration::from_secs(1))
-            .min(MAX_RETRY_AFTER);
-        let bytes =
-            read_body(&mut response, MAX_RESPONSE_BYTES)
-                .await
-                .map_err(|err| match err {
-                    OutboundError::Timeout => (GatewayFailure::Timeout(client_timeout), Next::Fail),
-                    other => (GatewayFailure::Transport(other.to_string()), Next::Fail),
-                })?;
-        if status == 200 {
-            return serde_json::from_slice::<GatewayResponse>(&bytes)
-                .map_err(|err| (GatewayFailure::Decode(err.to_string()), Next::Fail));
-        }
-        let error_body = serde_json::from_slice::<GatewayErrorBody>(&bytes).ok();
-        let next = match (should_retry, &error_body) {
-            (Some(true), _) if status == 503 => Next::RetryAfter(retry_after),
-            (None, Some(body)) if body.retryable => Next::Backoff,
-            _ => Next::Fail,
-        };
-        let failure = match error_body {
-            Some(body) => GatewayFailure::Error { status, body },
-            None => GatewayFailure::Status(status),
-        };
-        Err((failure, next))
+        // Boxed: reading and decoding the answer takes several times the room that waiting for
+        // it does, and a leg waits far longer than it reads.
+        let reading = Box::pin(read_answer(response, client_timeout));
+        reading.await
     }
+}
+
+/// The answer of one attempt: a decoded 200, or the failure and whether to retry.
+async fn read_answer<S>(
+    mut response: awc::ClientResponse<S>,
+    client_timeout: Duration,
+) -> Result<GatewayResponse, (GatewayFailure, Next)>
+where
+    S: futures_core::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin,
+{
+    let status = response.status().as_u16();
+    let should_retry = response
+        .headers()
+        .get("x-should-retry")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().eq_ignore_ascii_case("true"));
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .and_then(crate::units::positive_seconds)
+        .unwrap_or(Duration::from_secs(1))
+        .min(MAX_RETRY_AFTER);
+    let bytes = read_body(&mut response, MAX_RESPONSE_BYTES)
+        .await
+        .map_err(|err| match err {
+            OutboundError::Timeout => (GatewayFailure::Timeout(client_timeout), Next::Fail),
+            other => (GatewayFailure::Transport(other.to_string()), Next::Fail),
+        })?;
+    if status == 200 {
+        return serde_json::from_slice::<GatewayResponse>(&bytes)
+            .map_err(|err| (GatewayFailure::Decode(err.to_string()), Next::Fail));
+    }
+    let error_body = serde_json::from_slice::<GatewayErrorBody>(&bytes).ok();
+    let next = match (should_retry, &error_body) {
+        (Some(true), _) if status == 503 => Next::RetryAfter(retry_after),
+        (None, Some(body)) if body.retryable => Next::Backoff,
+        _ => Next::Fail,
+    };
+    let failure = match error_body {
+        Some(body) => GatewayFailure::Error { status, body },
+        None => GatewayFailure::Status(status),
+    };
+    Err((failure, next))
 }
 
 /// `gateway call: timed out after <n> s`.

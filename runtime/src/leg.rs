@@ -66,9 +66,10 @@ pub struct LegReport {
     pub stage: Stage,
 }
 
-/// Everything a leg needs; `Send`, so that it can start on any arbiter.
+/// Everything a leg needs; `Send`, so that it can start on any arbiter. Always boxed: it waits
+/// in the queue and moves between threads as one pointer.
 pub struct LegInput {
-    pub request: Box<InvokeRequest>,
+    pub request: InvokeRequest,
     /// The decoded resume transcript (validated at admission).
     pub transcript: Option<Vec<Message>>,
     pub schema: Option<Arc<CompiledSchema>>,
@@ -97,67 +98,53 @@ pub fn step_limit(request: &InvokeRequest, settings: &Settings) -> Duration {
 }
 
 /// Runs one leg to the end of its callback delivery.
-pub async fn run(input: LegInput) {
-    let LegInput {
-        mut request,
-        transcript,
-        schema,
-        settings,
-        runtime_id,
-        accepted_at,
-        mut stop,
-        abandon,
-        manager,
-        never_started,
-    } = input;
-    let ids = LegIds::of(&request);
+///
+/// A leg spends nearly all its life waiting on the gateway or a tool, so its task holds only what
+/// waiting needs: `input` stays boxed and whole (an async fn keeps its arguments twice, and its
+/// fields are borrowed, not moved into locals), and the callback phase, which needs far more room
+/// (payload, scrubber, delivery), runs in its own boxed future once the loop has ended.
+pub async fn run(mut input: Box<LegInput>) {
+    let ids = LegIds::of(&input.request);
     let started = Instant::now();
-    let queue_ms = millis(started.saturating_duration_since(accepted_at));
-    let limit = step_limit(&request, &settings);
-    let deadline = accepted_at + limit;
-    let scrubber = Scrubber::new(request.secret_values());
-    let mut state = LegState::new(&request, transcript);
-    // The compiled schema holds the same JSON, shared by every leg of the agent: the request's
-    // own copy is not needed while the leg runs (it is put back for `original_request`).
-    if schema.is_some() {
-        request.output_schema = None;
+    let queue_ms = millis(started.saturating_duration_since(input.accepted_at));
+    let limit = step_limit(&input.request, &input.settings);
+    let deadline = input.accepted_at + limit;
+    let mut state = LegState::new(&mut input.request, input.transcript.take());
+    // The compiled schema holds the same JSON, shared by every leg of the agent: once the
+    // initial conversation (above) has its text, the request's own copy is not needed while the
+    // leg runs (it is put back for `original_request`).
+    if input.schema.is_some() {
+        input.request.output_schema = None;
     }
-    let clients = match Clients::for_this_thread(&settings) {
+    let clients = match Clients::for_this_thread(&input.settings) {
         Ok(clients) => clients,
         Err(err) => {
             leg_log!(log::Level::Error, ids, event = "callback.abandoned", error = err.to_string().as_str(), attempts = 0u32;
                 "no HTTP client for this leg");
-            report(&manager, &ids, Stage::Delivering);
-            report(&manager, &ids, Stage::Done);
+            report(&input.manager, &ids, Stage::Delivering);
+            report(&input.manager, &ids, Stage::Done);
             return;
         }
     };
-    if !never_started {
+    if !input.never_started {
         leg_log!(log::Level::Debug, ids, event = "invoke.started", queue_ms = queue_ms; "leg started");
     }
-    let gateway_url = format!("{}/invoke", settings.gateway_url);
-    let env = LegEnv {
-        request: &request,
-        ids: &ids,
-        schema: schema.as_deref(),
-        settings: &settings,
-        clients: &clients,
-        gateway_url: &gateway_url,
-        deadline,
-        step_limit: limit,
-    };
-    if std::env::var_os("HACK_SLEEP").is_some() {
-        manager.do_send(LegReport {
-            ids: ids.clone(),
-            stage: Stage::Delivering,
-        });
-        actix_rt::time::sleep(Duration::from_secs(600)).await;
-    }
     let (end, interrupted) = {
+        let gateway_url = format!("{}/invoke", input.settings.gateway_url);
+        let env = LegEnv {
+            request: &input.request,
+            ids: &ids,
+            schema: input.schema.as_deref(),
+            settings: &input.settings,
+            clients: &clients,
+            gateway_url: &gateway_url,
+            deadline,
+            step_limit: limit,
+        };
         let work = Box::pin(agent::run(&env, &mut state));
         tokio::select! {
             biased;
-            cause = stopped(&mut stop) => (interruption(&cause, limit), true),
+            cause = stopped(&mut input.stop) => (interruption(&cause, limit), true),
             _ = actix_rt::time::sleep_until(deadline.into()) => (interruption(&StopCause::Deadline, limit), true),
             end = work => (end, false),
         }
@@ -166,45 +153,72 @@ pub async fn run(input: LegInput) {
         (LegEnd::Failed(failure), true) => failure.error.clone(),
         _ => "leg finished".to_owned(),
     };
-    let closing = Box::pin(state.toolbox.close(&close_reason));
-    closing.await;
+    let finishing = Box::pin(finish(
+        input,
+        ids,
+        state,
+        &clients,
+        end,
+        &close_reason,
+        queue_ms,
+    ));
+    finishing.await;
+}
 
-    let metrics = if never_started {
+/// The end of a leg (§3.1 item 7): every MCP session closed, the callback built, delivered and
+/// the invocation manager told.
+async fn finish(
+    mut input: Box<LegInput>,
+    ids: LegIds,
+    mut state: LegState,
+    clients: &Clients,
+    end: LegEnd,
+    close_reason: &str,
+    queue_ms: u64,
+) {
+    let closing = Box::pin(state.toolbox.close(close_reason));
+    closing.await;
+    let metrics = if input.never_started {
         Metrics::default()
     } else {
         Metrics {
-            duration_ms: millis(accepted_at.elapsed()),
+            duration_ms: millis(input.accepted_at.elapsed()),
             queue_ms,
             ..std::mem::take(&mut state.metrics)
         }
     };
-    request.output_schema = schema.as_ref().map(|schema| schema.schema().clone());
+    // `original_request` is the request as received.
+    state.return_prompts(&mut input.request);
+    input.request.output_schema = input.schema.as_ref().map(|schema| schema.schema().clone());
+    let scrubber = Scrubber::new(input.request.secret_values());
     let payload = build_payload(
-        &request,
-        &runtime_id,
+        &input.request,
+        &input.runtime_id,
         end,
         metrics,
         &state.conversation,
         &scrubber,
     );
+    // The transcript is in the payload now, and delivery may retry for a minute.
+    drop(state);
     leg_log!(log::Level::Info, ids, event = "step.finished", status:serde = payload.status,
         error_code = payload.error_code.as_deref().unwrap_or(""), duration_ms = payload.metrics.duration_ms,
         llm_calls = payload.metrics.llm_calls, tool_calls = payload.metrics.tool_calls,
         cost_usd = payload.metrics.cost_usd; "leg finished");
-    report(&manager, &ids, Stage::Delivering);
+    report(&input.manager, &ids, Stage::Delivering);
     let key = ktsu_shared::ids::new_callback_key();
     let delivery = Delivery {
         client: &clients.internal,
-        url: &request.callback_url,
+        url: &input.request.callback_url,
         idempotency_key: &key,
-        timeout: settings.callback_timeout,
-        retry_window: settings.callback_retry,
-        abandon,
+        timeout: input.settings.callback_timeout,
+        retry_window: input.settings.callback_retry,
+        abandon: input.abandon.clone(),
         ids: &ids,
     };
     let delivering = Box::pin(delivery.send(&payload, &scrubber));
     delivering.await;
-    report(&manager, &ids, Stage::Done);
+    report(&input.manager, &ids, Stage::Done);
 }
 
 fn report(manager: &Recipient<LegReport>, ids: &LegIds, stage: Stage) {

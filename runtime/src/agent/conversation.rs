@@ -8,19 +8,44 @@ use std::collections::HashSet;
 /// `[system, user]`: the system prompt, followed (when there is an output schema) by a blank
 /// line, T1, a newline and the schema pretty-printed; then the user message. The system message
 /// is sent even when empty.
-pub fn initial(request: &InvokeRequest) -> Vec<Message> {
-    let mut system = request.system.clone();
-    if let Some(schema) = &request.output_schema {
-        let pretty = serde_json::to_string_pretty(schema).unwrap_or_else(|_| schema.to_string());
-        system.push_str("\n\n");
-        system.push_str(texts::SCHEMA_INSTRUCTION);
-        system.push('\n');
-        system.push_str(&pretty);
+///
+/// The prompts move out of `request` into the messages instead of being copied: they can be
+/// large (a document to triage), and a waiting leg should hold them once. The returned length
+/// is the system prompt's, at the start of the system message; [`return_prompts`] puts both
+/// back.
+pub fn initial(request: &mut InvokeRequest) -> (Vec<Message>, usize) {
+    let prompt = std::mem::take(&mut request.system);
+    let system_len = prompt.len();
+    let system = match &request.output_schema {
+        // Joined in one exact allocation: the system message lives as long as the leg.
+        Some(schema) => [
+            prompt.as_str(),
+            "\n\n",
+            texts::SCHEMA_INSTRUCTION,
+            "\n",
+            &serde_json::to_string_pretty(schema).unwrap_or_else(|_| schema.to_string()),
+        ]
+        .concat(),
+        None => prompt,
+    };
+    let user = std::mem::take(&mut request.user_message);
+    (
+        vec![Message::system(system), Message::user(user)],
+        system_len,
+    )
+}
+
+/// Gives `request` back the prompts [`initial`] moved into `conversation` (the first two
+/// messages, which later turns never change).
+pub fn return_prompts(conversation: &[Message], system_len: usize, request: &mut InvokeRequest) {
+    if let [system, user, ..] = conversation {
+        request.system = system
+            .content
+            .get(..system_len)
+            .unwrap_or_default()
+            .to_owned();
+        request.user_message = user.content.clone();
     }
-    vec![
-        Message::system(system),
-        Message::user(request.user_message.clone()),
-    ]
 }
 
 /// The tool calls of the last assistant message that has any, without a `tool` message for
@@ -69,27 +94,34 @@ mod tests {
 
     #[test]
     fn initial_with_and_without_schema() {
-        let plain = initial(&request(
-            json!({"system": "Be brief.", "user_message": "Hi"}),
-        ));
+        let original = request(json!({"system": "Be brief.", "user_message": "Hi"}));
+        let mut lent = original.clone();
+        let (plain, system_len) = initial(&mut lent);
         assert_eq!(
             plain,
             vec![Message::system("Be brief."), Message::user("Hi")]
         );
         assert!(!plain[0].content.contains("JSON schema"));
+        assert_eq!((lent.system.as_str(), lent.user_message.as_str()), ("", ""));
+        return_prompts(&plain, system_len, &mut lent);
+        assert_eq!(lent, original);
 
-        let with_schema = initial(&request(json!({
-            "system": "S", "user_message": "U",
+        let original = request(json!({
+            "system": "S é", "user_message": "U",
             "output_schema": {"type": "object", "required": ["b", "a"]}
-        })));
+        }));
+        let mut lent = original.clone();
+        let (with_schema, system_len) = initial(&mut lent);
         assert_eq!(
             with_schema[0].content,
             format!(
-                "S\n\n{}\n{{\n  \"type\": \"object\",\n  \"required\": [\n    \"b\",\n    \"a\"\n  ]\n}}",
+                "S é\n\n{}\n{{\n  \"type\": \"object\",\n  \"required\": [\n    \"b\",\n    \"a\"\n  ]\n}}",
                 texts::SCHEMA_INSTRUCTION
             )
         );
-        let empty = initial(&request(json!({})));
+        return_prompts(&with_schema, system_len, &mut lent);
+        assert_eq!(lent, original);
+        let (empty, _) = initial(&mut request(json!({})));
         assert_eq!(empty, vec![Message::system(""), Message::user("")]);
     }
 

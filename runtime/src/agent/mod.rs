@@ -51,24 +51,43 @@ pub struct LegState {
     pub toolbox: Toolbox,
     /// Calls to tools outside the routing table so far (the second fails the leg).
     pub violations: u32,
-    /// Whether `conversation` came from a resume transcript.
-    pub resumed: bool,
+    pub origin: Origin,
+}
+
+/// Where a leg's conversation came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A resume transcript (§3.5).
+    Resumed,
+    /// The request's prompts (§3.3), which moved into the first two messages; the system
+    /// prompt is the first `system_len` bytes of the first.
+    Prompts { system_len: usize },
 }
 
 impl LegState {
-    /// The initial conversation (§3.3), or the decoded resume transcript (§3.5).
-    pub fn new(request: &InvokeRequest, transcript: Option<Vec<Message>>) -> LegState {
-        let resumed = transcript.as_ref().is_some_and(|t| !t.is_empty());
-        let conversation = match transcript {
-            Some(messages) if !messages.is_empty() => messages,
-            _ => conversation::initial(request),
+    /// The decoded resume transcript (§3.5), or the initial conversation (§3.3), which takes
+    /// the prompts out of `request` until [`LegState::return_prompts`].
+    pub fn new(request: &mut InvokeRequest, transcript: Option<Vec<Message>>) -> LegState {
+        let (conversation, origin) = match transcript {
+            Some(messages) if !messages.is_empty() => (messages, Origin::Resumed),
+            _ => {
+                let (messages, system_len) = conversation::initial(request);
+                (messages, Origin::Prompts { system_len })
+            }
         };
         LegState {
             conversation,
             metrics: Metrics::default(),
             toolbox: Toolbox::default(),
             violations: 0,
-            resumed,
+            origin,
+        }
+    }
+
+    /// Gives `request` back the prompts the initial conversation took.
+    pub fn return_prompts(&self, request: &mut InvokeRequest) {
+        if let Origin::Prompts { system_len } = self.origin {
+            conversation::return_prompts(&self.conversation, system_len, request);
         }
     }
 }
@@ -85,7 +104,7 @@ pub async fn run(env: &LegEnv<'_>, state: &mut LegState) -> LegEnd {
     if let Err(failure) = discovery.await {
         return LegEnd::Failed(failure);
     }
-    if state.resumed {
+    if state.origin == Origin::Resumed {
         let resume = Box::pin(approval::resume(env, state));
         if let Err(stop) = resume.await {
             return stop.into();

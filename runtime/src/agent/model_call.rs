@@ -74,7 +74,7 @@ pub async fn call(
     let toolbox = &mut state.toolbox;
     // The conversation and the tool definitions are lent to the request, not copied: they can
     // be large, and are serialised right away.
-    let encode = || {
+    let mut encode = || {
         let source = match reflect_messages.as_mut() {
             Some(messages) => messages,
             None => &mut *conversation,
@@ -117,7 +117,7 @@ pub async fn call(
         invoke_url: env.gateway_url,
     };
     let response = gateway
-        .call(encode, timeout, env.deadline, purpose, env.ids)
+        .call(&mut encode, timeout, env.deadline, purpose, env.ids)
         .await
         .map_err(|failure| {
             LegFailure::from_gateway(failure, request.budget.as_ref(), spent.unwrap_or(0.0))

@@ -9,7 +9,7 @@ use super::output::{self, InvalidAnswer, InvalidKind};
 use super::texts;
 use super::tool_calls::{self, Decision};
 use super::{LegEnv, LegState};
-use ktsu_shared::wire::gateway::{CallPurpose, Message};
+use ktsu_shared::wire::gateway::{CallPurpose, GatewayResponse, Message};
 use serde_json::{json, Value};
 
 /// The last reply that did not end the loop.
@@ -53,18 +53,41 @@ pub async fn run(env: &LegEnv<'_>, state: &mut LegState) -> Result<Value, Stop> 
         state.metrics.turns += 1;
         // Boxed in its own statement (see `agent::run`).
         let call = Box::pin(model_call::call(env, state, None, tools, purpose, turn));
-        let reply = call.await?;
-        let calls = reply.tool_calls.clone();
+        // Taken apart at once: only the parts still needed live on across the awaits below.
+        let GatewayResponse {
+            content,
+            tool_calls: calls,
+            stop_reason,
+            ..
+        } = call.await?;
+        if calls.is_empty() {
+            let verdict = output::evaluate(&content, stop_reason, env.schema);
+            if verdict.is_err() {
+                last_invalid_text = Some(content.clone());
+            }
+            state
+                .conversation
+                .push(Message::assistant(content, Vec::new()));
+            match verdict {
+                Ok(draft) => return Ok(draft),
+                Err(invalid) => {
+                    state.conversation.push(Message::user(invalid.correction()));
+                    count_correction(env, state, invalid.kind(), invalid.violation_count());
+                    after_correction = true;
+                    last = LastReply::Invalid(invalid);
+                }
+            }
+            continue;
+        }
         state
             .conversation
-            .push(Message::assistant(reply.content.clone(), reply.tool_calls));
-        if !calls.is_empty() && tools == Tools::Offered {
+            .push(Message::assistant(content, calls.clone()));
+        if tools == Tools::Offered {
             let calls = calls.into_iter().map(|c| (c, Decision::New)).collect();
             let handling = Box::pin(tool_calls::handle(env, state, calls));
             handling.await?;
             after_correction = false;
-            last = LastReply::ToolCalls;
-        } else if !calls.is_empty() {
+        } else {
             // Tools were not offered: nothing runs; the model is told to answer.
             for call in calls {
                 state
@@ -73,19 +96,8 @@ pub async fn run(env: &LegEnv<'_>, state: &mut LegState) -> Result<Value, Stop> 
             }
             count_correction(env, state, InvalidKind::ToolsUnavailable, 0);
             after_correction = true;
-            last = LastReply::ToolCalls;
-        } else {
-            match output::evaluate(&reply.content, reply.stop_reason, env.schema) {
-                Ok(draft) => return Ok(draft),
-                Err(invalid) => {
-                    state.conversation.push(Message::user(invalid.correction()));
-                    count_correction(env, state, invalid.kind(), invalid.violation_count());
-                    after_correction = true;
-                    last_invalid_text = Some(reply.content);
-                    last = LastReply::Invalid(invalid);
-                }
-            }
         }
+        last = LastReply::ToolCalls;
     }
     Err(Stop::from(
         match last {

@@ -10,7 +10,7 @@ pub use registry::{Limits, Refusal, StepKey};
 
 use crate::leg::{step_limit, LegIds, LegInput, LegReport, Stage};
 use crate::settings::Settings;
-use actix::{Actor, AsyncContext, Context, Handler, Message};
+use actix::{Actor, AsyncContext, Context, Handler, Message, SpawnHandle};
 use ktsu_shared::schema::CompiledSchema;
 use ktsu_shared::time::Timestamp;
 use ktsu_shared::wire::gateway::Message as ChatMessage;
@@ -40,13 +40,16 @@ impl Counters {
 }
 
 pub struct Manager {
-    registry: Registry<LegInput>,
+    registry: Registry<Box<LegInput>>,
     pool: LegPool,
     settings: Arc<Settings>,
     runtime_id: Arc<str>,
     counters: Arc<Counters>,
     abandon: watch::Receiver<bool>,
     idle_waiters: Vec<oneshot::Sender<()>>,
+    /// One timer, for the earliest step deadline in the queue: a timer per queued leg would
+    /// outlive the wait of most of them (the step timeout defaults to an hour).
+    queue_timer: Option<(Instant, SpawnHandle)>,
 }
 
 impl Manager {
@@ -68,25 +71,51 @@ impl Manager {
             counters,
             abandon,
             idle_waiters: Vec::new(),
+            queue_timer: None,
         }
     }
 
     /// Starts legs that only deliver their callback (stopped while queued).
-    fn spawn_stopped(&self, legs: impl IntoIterator<Item = LegInput>) {
+    fn spawn_stopped(&self, legs: impl IntoIterator<Item = Box<LegInput>>) {
         for mut leg in legs {
             leg.never_started = true;
             self.pool.spawn(leg);
         }
     }
 
-    fn spawn_started(&self, legs: Vec<LegInput>) {
+    fn spawn_started(&self, legs: impl IntoIterator<Item = Box<LegInput>>) {
         for leg in legs {
             self.pool.spawn(leg);
         }
     }
 
-    /// Publishes the counts and wakes idle waiters when the registry is empty.
-    fn publish(&mut self) {
+    /// Keeps the one queue timer on the earliest deadline of the queue (none when it is empty).
+    fn arm_queue_timer(&mut self, ctx: &mut Context<Self>) {
+        let next = self.registry.next_queue_deadline();
+        if self.queue_timer.map(|(at, _)| at) == next {
+            return;
+        }
+        if let Some((_, timer)) = self.queue_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        if let Some(at) = next {
+            let wait = at.saturating_duration_since(Instant::now());
+            let timer = ctx.run_later(wait, |manager, ctx| {
+                manager.queue_timer = None;
+                let expired = manager
+                    .registry
+                    .expire_queued(Instant::now(), Timestamp::now());
+                manager.spawn_stopped(expired);
+                manager.publish(ctx);
+            });
+            self.queue_timer = Some((at, timer));
+        }
+    }
+
+    /// Publishes the counts, wakes idle waiters when the registry is empty, and keeps the queue
+    /// timer on the earliest deadline.
+    fn publish(&mut self, ctx: &mut Context<Self>) {
+        self.arm_queue_timer(ctx);
         self.counters
             .running
             .store(self.registry.running(), Ordering::Relaxed);
@@ -141,8 +170,8 @@ impl Handler<Admit> for Manager {
         let attempt = request.attempt;
         let deadline = accepted_at + step_limit(&request, &self.settings);
         let (stop_sender, stop) = oneshot::channel();
-        let leg = LegInput {
-            request: Box::new(request),
+        let leg = Box::new(LegInput {
+            request,
             transcript,
             schema,
             settings: Arc::clone(&self.settings),
@@ -152,25 +181,15 @@ impl Handler<Admit> for Manager {
             abandon: self.abandon.clone(),
             manager: ctx.address().recipient(),
             never_started: false,
-        };
+        });
         let admission =
             self.registry
-                .admit(key.clone(), attempt, stop_sender, leg, Timestamp::now());
+                .admit(key, attempt, deadline, stop_sender, leg, Timestamp::now());
         self.spawn_stopped(admission.superseded);
         if let Some(leg) = admission.start {
             self.pool.spawn(leg);
-        } else if admission.outcome == Ok((true, false)) {
-            // Queue wait counts against the step deadline.
-            let wait = deadline.saturating_duration_since(Instant::now());
-            ctx.run_later(wait, move |manager, _| {
-                let expired = manager
-                    .registry
-                    .expire_queued(&key, attempt, Timestamp::now());
-                manager.spawn_stopped(expired);
-                manager.publish();
-            });
         }
-        self.publish();
+        self.publish(ctx);
         admission
             .outcome
             .map(|(queued, duplicate)| Accepted { queued, duplicate })
@@ -185,7 +204,7 @@ pub struct Cancel(pub CancelRequest);
 impl Handler<Cancel> for Manager {
     type Result = Option<CancelledEntry>;
 
-    fn handle(&mut self, msg: Cancel, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Cancel, ctx: &mut Context<Self>) -> Self::Result {
         let cancel = msg.0;
         let key = StepKey {
             run_id: cancel.run_id.clone(),
@@ -196,7 +215,7 @@ impl Handler<Cancel> for Manager {
             self.registry
                 .cancel(&key, cancel.attempt, &reason, Timestamp::now())?;
         self.spawn_stopped(parked);
-        self.publish();
+        self.publish(ctx);
         let ids = LegIds {
             run_id: cancel.run_id.clone(),
             step_id: cancel.step_id.clone(),
@@ -216,7 +235,7 @@ impl Handler<Cancel> for Manager {
 impl Handler<LegReport> for Manager {
     type Result = ();
 
-    fn handle(&mut self, msg: LegReport, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: LegReport, ctx: &mut Context<Self>) {
         let key = StepKey {
             run_id: msg.ids.run_id,
             step_id: msg.ids.step_id,
@@ -227,7 +246,7 @@ impl Handler<LegReport> for Manager {
             Stage::Done => self.registry.done(&key, msg.ids.attempt, now),
         };
         self.spawn_started(started);
-        self.publish();
+        self.publish(ctx);
     }
 }
 
@@ -276,10 +295,10 @@ pub struct StopAll;
 impl Handler<StopAll> for Manager {
     type Result = ();
 
-    fn handle(&mut self, _: StopAll, _: &mut Context<Self>) {
+    fn handle(&mut self, _: StopAll, ctx: &mut Context<Self>) {
         let parked = self.registry.stop_all(Timestamp::now());
         self.spawn_stopped(parked);
-        self.publish();
+        self.publish(ctx);
     }
 }
 
@@ -291,10 +310,10 @@ pub struct WaitIdle;
 impl Handler<WaitIdle> for Manager {
     type Result = actix::MessageResult<WaitIdle>;
 
-    fn handle(&mut self, _: WaitIdle, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: WaitIdle, ctx: &mut Context<Self>) -> Self::Result {
         let (sender, receiver) = oneshot::channel();
         self.idle_waiters.push(sender);
-        self.publish();
+        self.publish(ctx);
         actix::MessageResult(receiver)
     }
 }

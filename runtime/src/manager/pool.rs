@@ -53,7 +53,7 @@ impl LegPool {
 
     /// Starts `input` on the next arbiter; on the current one when that arbiter is gone
     /// (shutdown), so that every admitted leg still reports and delivers its callback.
-    pub fn spawn(&self, input: LegInput) {
+    pub fn spawn(&self, input: Box<LegInput>) {
         let slot = Arc::new(Mutex::new(Some(input)));
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.arbiters.len();
         let remote = Arc::clone(&slot);
@@ -70,6 +70,6 @@ impl LegPool {
     }
 }
 
-fn take(slot: &Mutex<Option<LegInput>>) -> Option<LegInput> {
+fn take(slot: &Mutex<Option<Box<LegInput>>>) -> Option<Box<LegInput>> {
     slot.lock().unwrap_or_else(PoisonError::into_inner).take()
 }

@@ -3,13 +3,14 @@
 //! and cancellation. The actor around it carries out what it returns (start these legs, deliver
 //! those callbacks); nothing here does I/O.
 //!
-//! `P` is what a leg needs to start; it waits in the registry while its entry is queued.
+//! `P` is what a leg needs to start; it waits in the queue while its entry is queued.
 
 use crate::leg::StopCause;
 use ktsu_shared::time::Timestamp;
 use ktsu_shared::wire::heartbeat::ActiveEntry;
 use ktsu_shared::wire::invoke::EntryState;
 use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// `(run_id, step_id)`: the registry key.
@@ -19,17 +20,15 @@ pub struct StepKey {
     pub step_id: String,
 }
 
-struct Entry<P> {
+struct Entry {
     attempt: u32,
     state: EntryState,
     since: Timestamp,
     /// `None` once the leg was told to stop (a stop is sent at most once).
     stop: Option<oneshot::Sender<StopCause>>,
-    /// The leg waiting for a slot (queued entries only).
-    parked: Option<P>,
 }
 
-impl<P> Entry<P> {
+impl Entry {
     /// Tells the leg to stop, unless it was told already (the first cause wins).
     fn tell_stop(&mut self, cause: StopCause) {
         if let Some(stop) = self.stop.take() {
@@ -67,9 +66,20 @@ pub struct Limits {
     pub max_queue: u32,
 }
 
+/// A leg waiting for a slot, in the queue rather than in its entry: an entry lives as long as
+/// its invocation, and should not carry room for a leg once it runs.
+struct Parked<P> {
+    key: StepKey,
+    attempt: u32,
+    /// The step deadline: queue wait counts against it (§2.4 item 5).
+    deadline: Instant,
+    leg: P,
+}
+
 pub struct Registry<P> {
-    entries: HashMap<StepKey, Vec<Entry<P>>>,
-    queue: VecDeque<(StepKey, u32)>,
+    /// Almost always one entry per key (a second only while an older attempt delivers).
+    entries: HashMap<StepKey, Vec<Entry>>,
+    queue: VecDeque<Parked<P>>,
     running: u32,
     limits: Limits,
     draining: bool,
@@ -103,11 +113,13 @@ impl<P> Registry<P> {
         self.draining = true;
     }
 
-    /// Admits attempt `attempt` of `key`: duplicate, stale, superseding, started or queued.
+    /// Admits attempt `attempt` of `key`: duplicate, stale, superseding, started or queued
+    /// (then `deadline` ends its wait).
     pub fn admit(
         &mut self,
         key: StepKey,
         attempt: u32,
+        deadline: Instant,
         stop: oneshot::Sender<StopCause>,
         leg: P,
         now: Timestamp,
@@ -150,20 +162,27 @@ impl<P> Registry<P> {
                 superseded,
             };
         }
-        let (state, start, parked) = if fits_slot {
+        let (state, start) = if fits_slot {
             self.running += 1;
-            (EntryState::Running, Some(leg), None)
+            (EntryState::Running, Some(leg))
         } else {
-            self.queue.push_back((key.clone(), attempt));
-            (EntryState::Queued, None, Some(leg))
+            self.queue.push_back(Parked {
+                key: key.clone(),
+                attempt,
+                deadline,
+                leg,
+            });
+            (EntryState::Queued, None)
         };
-        self.entries.entry(key).or_default().push(Entry {
-            attempt,
-            state,
-            since: now,
-            stop: Some(stop),
-            parked,
-        });
+        self.entries
+            .entry(key)
+            .or_insert_with(|| Vec::with_capacity(1))
+            .push(Entry {
+                attempt,
+                state,
+                since: now,
+                stop: Some(stop),
+            });
         Admission {
             outcome: Ok((state == EntryState::Queued, false)),
             start,
@@ -217,9 +236,7 @@ impl<P> Registry<P> {
                 entry.tell_stop(cause);
                 entry.state = EntryState::Delivering;
                 entry.since = now;
-                let parked = entry.parked.take();
-                self.queue.retain(|(k, a)| !(k == key && *a == attempt));
-                (Some(state), parked)
+                (Some(state), self.unpark(key, attempt))
             }
             EntryState::Running => {
                 entry.tell_stop(cause);
@@ -227,6 +244,15 @@ impl<P> Registry<P> {
             }
             EntryState::Delivering => (Some(state), None),
         }
+    }
+
+    /// Takes attempt `attempt` of `key` out of the queue.
+    fn unpark(&mut self, key: &StepKey, attempt: u32) -> Option<P> {
+        let at = self
+            .queue
+            .iter()
+            .position(|parked| parked.attempt == attempt && &parked.key == key)?;
+        self.queue.remove(at).map(|parked| parked.leg)
     }
 
     /// `POST /cancel` and heartbeat cancels: that attempt only. `None` when nothing matches.
@@ -242,18 +268,23 @@ impl<P> Registry<P> {
         state.map(|state| (state, parked))
     }
 
-    /// The deadline of a queued entry passed: it leaves the queue (its leg reports
-    /// `step_timeout`). Running entries watch their own deadline.
-    pub fn expire_queued(&mut self, key: &StepKey, attempt: u32, now: Timestamp) -> Option<P> {
-        let queued = self
-            .entries
-            .get(key)
-            .and_then(|list| list.iter().find(|e| e.attempt == attempt))
-            .is_some_and(|e| e.state == EntryState::Queued);
-        if !queued {
-            return None;
-        }
-        self.stop_entry(key, attempt, StopCause::Deadline, now).1
+    /// The earliest step deadline among queued legs.
+    pub fn next_queue_deadline(&self) -> Option<Instant> {
+        self.queue.iter().map(|parked| parked.deadline).min()
+    }
+
+    /// Queued legs whose step deadline is at or before `at` leave the queue (returned, to
+    /// report `step_timeout`). Running legs watch their own deadline.
+    pub fn expire_queued(&mut self, at: Instant, now: Timestamp) -> Vec<P> {
+        let due: Vec<(StepKey, u32)> = self
+            .queue
+            .iter()
+            .filter(|parked| parked.deadline <= at)
+            .map(|parked| (parked.key.clone(), parked.attempt))
+            .collect();
+        due.into_iter()
+            .filter_map(|(key, attempt)| self.stop_entry(&key, attempt, StopCause::Deadline, now).1)
+            .collect()
     }
 
     /// Shutdown after the grace period: every queued leg leaves the queue (returned, to report
@@ -305,22 +336,21 @@ impl<P> Registry<P> {
     fn fill_slots(&mut self, now: Timestamp) -> Vec<P> {
         let mut started = Vec::new();
         while self.running < self.limits.max_concurrency {
-            let Some((key, attempt)) = self.queue.pop_front() else {
+            let Some(parked) = self.queue.pop_front() else {
                 break;
             };
+            // Every queued leg has its queued entry (both go together in `stop_entry`).
             let Some(entry) = self
                 .entries
-                .get_mut(&key)
-                .and_then(|list| list.iter_mut().find(|e| e.attempt == attempt))
+                .get_mut(&parked.key)
+                .and_then(|list| list.iter_mut().find(|e| e.attempt == parked.attempt))
             else {
                 continue;
             };
             entry.state = EntryState::Running;
             entry.since = now;
             self.running += 1;
-            if let Some(leg) = entry.parked.take() {
-                started.push(leg);
-            }
+            started.push(parked.leg);
         }
         started
     }
@@ -359,6 +389,7 @@ mod tests {
     }
 
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     /// The stop a leg received, shared between the parked leg and the test.
     #[derive(Clone, Default)]
@@ -385,6 +416,17 @@ mod tests {
         attempt: u32,
         name: &'static str,
     ) -> (Admission<Leg>, Stop) {
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        admit_until(registry, step, attempt, name, deadline)
+    }
+
+    fn admit_until(
+        registry: &mut Registry<Leg>,
+        step: &str,
+        attempt: u32,
+        name: &'static str,
+        deadline: Instant,
+    ) -> (Admission<Leg>, Stop) {
         let (tx, rx) = oneshot::channel();
         let stop = Stop(Arc::new(Mutex::new(Some(rx))));
         let leg = Leg {
@@ -392,7 +434,7 @@ mod tests {
             stop: stop.clone(),
         };
         (
-            registry.admit(key(step), attempt, tx, leg, Timestamp::now()),
+            registry.admit(key(step), attempt, deadline, tx, leg, Timestamp::now()),
             stop,
         )
     }
@@ -537,24 +579,39 @@ mod tests {
     #[test]
     fn queued_deadline_drain_and_stop_all() {
         let mut r = limits(1, 4);
-        let (_, running_stop) = admit(&mut r, "a", 1, "a");
-        admit(&mut r, "b", 1, "b");
-        admit(&mut r, "c", 1, "c");
-        assert!(r.expire_queued(&key("a"), 1, Timestamp::now()).is_none());
-        let expired = r.expire_queued(&key("b"), 1, Timestamp::now()).unwrap();
-        assert_eq!(expired.stop.cause(), Some(StopCause::Deadline));
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        // The running leg watches its own deadline; only queued legs expire here.
+        let (_, running_stop) = admit_until(&mut r, "a", 1, "a", t0);
+        admit_until(&mut r, "b", 1, "b", t0 + secs(10));
+        admit_until(&mut r, "c", 1, "c", t0 + secs(5));
+        admit_until(&mut r, "e", 1, "e", t0 + secs(20));
+        assert_eq!(r.next_queue_deadline(), Some(t0 + secs(5)));
+        assert!(r.expire_queued(t0 + secs(4), Timestamp::now()).is_empty());
+        let expired = r.expire_queued(t0 + secs(10), Timestamp::now());
+        assert_eq!(
+            expired.iter().map(|l| l.name).collect::<Vec<_>>(),
+            ["b", "c"]
+        );
+        for leg in &expired {
+            assert_eq!(leg.stop.cause(), Some(StopCause::Deadline));
+        }
+        assert_eq!((r.running(), r.queued()), (1, 1));
+        assert_eq!(r.next_queue_deadline(), Some(t0 + secs(20)));
+        assert_eq!(running_stop.cause(), None);
         r.drain();
         let (refused, _) = admit(&mut r, "d", 1, "d");
         assert_eq!(refused.outcome, Err(Refusal::ShuttingDown));
-        let (dup, _) = admit(&mut r, "c", 1, "c");
+        let (dup, _) = admit(&mut r, "e", 1, "e");
         assert_eq!(dup.outcome, Ok((true, true)));
         let parked: Vec<_> = r
             .stop_all(Timestamp::now())
             .into_iter()
             .map(|l| l.name)
             .collect();
-        assert_eq!(parked, ["c"]);
+        assert_eq!(parked, ["e"]);
         assert_eq!(running_stop.cause(), Some(StopCause::Shutdown));
         assert_eq!(r.queued(), 0);
+        assert_eq!(r.next_queue_deadline(), None);
     }
 }

@@ -576,11 +576,8 @@ async fn step_deadline() {
     let mut h = Harness::start().await;
     let mut body = h.body();
     body["timeouts"] = json!({"step_s": 0.5});
-    h.gateway.push(
-        wiremock::ResponseTemplate::new(200)
-            .set_body_json(reply("{}", json!([]), "end_turn"))
-            .set_delay(std::time::Duration::from_secs(10)),
-    );
+    h.gateway
+        .text_after(std::time::Duration::from_secs(10), "{}");
     let started = std::time::Instant::now();
     let callback = h.run(&body).await;
     assert!(started.elapsed() < std::time::Duration::from_secs(5));

@@ -1,10 +1,18 @@
 //! The HTTP API (runtime-gateway.md §2): health, invoke validation and admission, cancel.
 
 use crate::harness::*;
-use crate::support::*;
 use ktsu_shared::secret::Secret;
 use serde_json::json;
 use std::time::Duration;
+
+/// `base` with the top-level fields of `patch` set.
+fn patched(base: &serde_json::Value, patch: &serde_json::Value) -> serde_json::Value {
+    let mut body = base.clone();
+    for (key, value) in patch.as_object().unwrap() {
+        body[key] = value.clone();
+    }
+    body
+}
 
 #[actix_rt::test]
 async fn health_live_and_unknown_routes() {
@@ -94,11 +102,7 @@ async fn malformed_invocations_get_their_specified_errors() {
         (json!({"model": {"group": ""}}), "model.group is required"),
     ];
     for (patch, message) in cases {
-        let mut body = base.clone();
-        for (key, value) in patch.as_object().unwrap() {
-            body[key] = value.clone();
-        }
-        let (status, _, answer) = h.rt.post("/invoke", &body).await;
+        let (status, _, answer) = h.rt.post("/invoke", &patched(&base, &patch)).await;
         assert_eq!(
             (status, answer["error"].as_str()),
             (400, Some("invalid_request")),
@@ -134,6 +138,115 @@ async fn malformed_invocations_get_their_specified_errors() {
     let (status, _, health) = h.rt.get("/health").await;
     assert_eq!((status, health["running"].as_u64()), (200, Some(0)));
     assert!(h.gateway.requests().await.is_empty());
+}
+
+/// Bodies that are not an InvokeRequest at all, fields left out and fields of the wrong type:
+/// each gets its specified error, nothing starts, and the runtime stays healthy.
+#[actix_rt::test]
+async fn absent_and_mistyped_fields_get_their_specified_errors() {
+    let h = Harness::start().await;
+    for (raw, code) in [
+        ("", "invalid_json"),
+        ("{\"run_id\": \"r\",", "invalid_json"),
+        ("\u{feff}{}", "invalid_json"),
+        ("[]", "invalid_request"),
+        ("null", "invalid_request"),
+        ("\"run\"", "invalid_request"),
+    ] {
+        let (status, headers, answer) = h.rt.post_raw("/invoke", raw.into(), &[]).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some(code)),
+            "{raw:?}: {answer}"
+        );
+        assert_eq!(headers["content-type"], "application/json");
+    }
+    let (status, _, answer) = h.rt.post_raw("/invoke", "{}".into(), &[]).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    assert_eq!(
+        answer["message"],
+        "run_id, step_id, and callback_url are required"
+    );
+
+    let base = h.body();
+    for absent in ["run_id", "step_id", "callback_url"] {
+        let mut body = base.clone();
+        body.as_object_mut().unwrap().remove(absent);
+        let (status, _, answer) = h.rt.post("/invoke", &body).await;
+        assert_eq!(status, 400, "{absent}");
+        assert_eq!(
+            answer["message"], "run_id, step_id, and callback_url are required",
+            "{absent}"
+        );
+    }
+    let mut body = base.clone();
+    body.as_object_mut().unwrap().remove("model");
+    let (status, _, answer) = h.rt.post("/invoke", &body).await;
+    assert_eq!(
+        (status, answer["message"].as_str()),
+        (400, Some("model.group is required"))
+    );
+    let mut body = base.clone();
+    body["attempt"] = json!(0);
+    let (status, _, answer) = h.rt.post("/invoke", &body).await;
+    assert_eq!(
+        (status, answer["message"].as_str()),
+        (400, Some("invalid request: attempt must be at least 1"))
+    );
+
+    let mistyped = [
+        json!({"attempt": -1}),
+        json!({"attempt": "1"}),
+        json!({"max_turns": "ten"}),
+        json!({"model": "standard"}),
+        json!({"model": {"group": 7}}),
+        json!({"budget": {"run_id": "run_root"}}),
+        json!({"timeouts": {"step_s": "soon"}}),
+        json!({"tool_servers": [{"name": 5, "url": "http://kv/mcp"}]}),
+        json!({"tool_servers": [{"name": "kv", "url": "http://kv/mcp", "approval_rules": [{"pattern": "x", "on_reject": "maybe"}]}]}),
+        json!({"messages": {"role": "user", "content": "hi"}}),
+        json!({"approved_tool_calls": "t1"}),
+    ];
+    for patch in mistyped {
+        let (status, _, answer) = h.rt.post("/invoke", &patched(&base, &patch)).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{patch}"
+        );
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid request: "),
+            "{patch}: {answer}"
+        );
+    }
+    let mut body = base.clone();
+    body["messages"] = json!([{"role": "user", "content": "hi"}, {"role": "tool", "content": "r"}]);
+    let (status, _, answer) = h.rt.post("/invoke", &body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("messages: "),
+        "{answer}"
+    );
+
+    let (status, _, health) = h.rt.get("/health").await;
+    assert_eq!(
+        (
+            status,
+            health["running"].as_u64(),
+            health["queued"].as_u64()
+        ),
+        (200, Some(0), Some(0))
+    );
+    assert!(h.gateway.requests().await.is_empty(), "nothing was started");
 }
 
 #[actix_rt::test]
@@ -189,11 +302,8 @@ async fn internal_token_guards_invoke_and_cancel_but_not_health() {
 #[actix_rt::test]
 async fn accepted_duplicate_stale_and_higher_attempts() {
     let mut h = Harness::start().await;
-    h.gateway.push(
-        wiremock::ResponseTemplate::new(200)
-            .set_body_json(reply("{\"slow\": true}", json!([]), "end_turn"))
-            .set_delay(Duration::from_secs(30)),
-    );
+    h.gateway
+        .text_after(Duration::from_secs(30), "{\"slow\": true}");
     let mut body = h.body();
     let run = body["run_id"].as_str().unwrap().to_owned();
     body["attempt"] = json!(2);
@@ -245,11 +355,8 @@ async fn full_queue_answers_overloaded() {
     })
     .await;
     for _ in 0..2 {
-        h.gateway.push(
-            wiremock::ResponseTemplate::new(200)
-                .set_body_json(reply("{\"a\": 1}", json!([]), "end_turn"))
-                .set_delay(Duration::from_millis(1500)),
-        );
+        h.gateway
+            .text_after(Duration::from_millis(1500), "{\"a\": 1}");
     }
     let first = h.body();
     let second = h.body();
@@ -273,6 +380,63 @@ async fn full_queue_answers_overloaded() {
     assert!(b["metrics"]["queue_ms"].as_u64().unwrap() >= 1000, "{b}");
 }
 
+/// Queue wait counts against the step deadline: queued legs whose deadline passes leave the
+/// queue with `step_timeout` (earliest first, zero metrics), the others keep their place.
+#[actix_rt::test]
+async fn queued_invocations_time_out_in_the_queue() {
+    let mut h = Harness::with(|s| {
+        s.max_concurrency = 1;
+        s.max_queue = 4;
+    })
+    .await;
+    h.gateway
+        .text_after(Duration::from_millis(2500), "{\"first\": true}");
+    h.gateway.text("{\"patient\": true}");
+    let running = h.body();
+    let mut later = h.body();
+    later["timeouts"] = json!({"step_s": 1.2});
+    let mut sooner = h.body();
+    sooner["timeouts"] = json!({"step_s": 0.6});
+    let patient = h.body();
+    h.rt.invoke(&running).await;
+    let started = std::time::Instant::now();
+    for body in [&later, &sooner, &patient] {
+        assert_eq!(h.rt.invoke(body).await["queued"], true);
+    }
+    for (expected, limit) in [(&sooner, "0.6"), (&later, "1.2")] {
+        let callback = h.sink.next(WAIT).await.body;
+        assert_eq!(
+            callback["run_id"], expected["run_id"],
+            "earliest deadline first"
+        );
+        assert_eq!(callback["status"], "failed");
+        assert_eq!(callback["error_code"], "step_timeout");
+        assert_eq!(
+            callback["error"],
+            format!("step_timeout: exceeded {limit} s")
+        );
+        assert_eq!(callback["metrics"]["llm_calls"], 0);
+        assert_eq!(
+            callback["metrics"]["duration_ms"], 0,
+            "zero metrics: it never started"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(2400),
+        "they did not wait for a slot"
+    );
+    let (_, _, health) = h.rt.get("/health").await;
+    assert_eq!(
+        (health["running"].as_u64(), health["queued"].as_u64()),
+        (Some(1), Some(1))
+    );
+    for expected in [&running, &patient] {
+        let callback = h.sink.next(WAIT).await.body;
+        assert_eq!(callback["run_id"], expected["run_id"]);
+        assert_eq!(callback["status"], "ok", "{callback}");
+    }
+}
+
 #[actix_rt::test]
 async fn cancel_running_and_queued_invocations() {
     let mut h = Harness::with(|s| {
@@ -280,11 +444,7 @@ async fn cancel_running_and_queued_invocations() {
         s.max_queue = 4;
     })
     .await;
-    h.gateway.push(
-        wiremock::ResponseTemplate::new(200)
-            .set_body_json(reply("{}", json!([]), "end_turn"))
-            .set_delay(Duration::from_secs(30)),
-    );
+    h.gateway.text_after(Duration::from_secs(30), "{}");
     let running = h.body();
     let queued = h.body();
     h.rt.invoke(&running).await;
@@ -347,11 +507,8 @@ async fn cancel_running_and_queued_invocations() {
 #[actix_rt::test]
 async fn shutdown_drains_running_legs() {
     let mut h = Harness::start().await;
-    h.gateway.push(
-        wiremock::ResponseTemplate::new(200)
-            .set_body_json(reply("{\"finished\": true}", json!([]), "end_turn"))
-            .set_delay(Duration::from_millis(800)),
-    );
+    h.gateway
+        .text_after(Duration::from_millis(800), "{\"finished\": true}");
     let running = h.body();
     h.rt.invoke(&running).await;
     h.rt.stop.stop();
@@ -379,11 +536,7 @@ async fn shutdown_grace_expiry_reports_runtime_shutdown() {
         s.max_concurrency = 1;
     })
     .await;
-    h.gateway.push(
-        wiremock::ResponseTemplate::new(200)
-            .set_body_json(reply("{}", json!([]), "end_turn"))
-            .set_delay(Duration::from_secs(30)),
-    );
+    h.gateway.text_after(Duration::from_secs(30), "{}");
     let running = h.body();
     let queued = h.body();
     h.rt.invoke(&running).await;

@@ -75,7 +75,7 @@ fn resume(
 async fn checkpoint_lists_every_gated_call_and_redacts_the_request() {
     let mut h = Harness::start().await;
     let crm = Crm::start().await;
-    let (_, callback) = checkpoint(&mut h, &crm, "recover").await;
+    let (body, callback) = checkpoint(&mut h, &crm, "recover").await;
     assert_eq!(callback["status"], "pending_approval", "{callback}");
     assert_eq!(callback["error"], "");
     assert!(callback.get("error_code").is_none());
@@ -95,6 +95,16 @@ async fn checkpoint_lists_every_gated_call_and_redacts_the_request() {
     assert!(original.get("messages").is_none());
     assert_eq!(original["tool_servers"][0]["auth_value"], "[REDACTED]");
     assert_eq!(original["run_id"], callback["run_id"]);
+    // The request as received: the leg's working copies of the prompts and schema are back.
+    for field in [
+        "system",
+        "user_message",
+        "output_schema",
+        "callback_url",
+        "model",
+    ] {
+        assert_eq!(original[field], body[field], "{field}");
+    }
     assert!(!callback.to_string().contains("crm-secret-key-123"));
     // The transcript: the assistant with all three calls, then the result of the free one.
     let messages = callback["messages"].as_array().unwrap();

@@ -55,32 +55,53 @@ async fn final_refusals_are_not_retried() {
     assert_eq!(health["running"], 0);
 }
 
-/// The orchestrator dies while the callback is pending and comes back on the same port within
-/// the retry window: the new process gets the result exactly once.
+/// The orchestrator dies while the callback is pending (it has the request and has not answered)
+/// and a new process comes back on the same port within the retry window: the new process gets
+/// the result exactly once, under the same `Idempotency-Key`.
 #[actix_rt::test]
 async fn orchestrator_restart_within_the_retry_window() {
     let gateway = FakeGateway::start().await;
     let first = CallbackSink::start().await;
     let port = first.port;
     let rt = spawn_runtime(test_settings(&gateway.url())).await;
-    // The first process takes the request and dies before answering.
     first.delay(Duration::from_secs(30));
     let run = run_id();
     gateway.text("{\"survived\": true}");
     rt.invoke(&invoke_body(&run, &first.callback_url(&run, "step", 1)))
         .await;
-    actix_rt::time::sleep(Duration::from_millis(700)).await;
+    let started = Instant::now();
+    while first.arrivals().is_empty() {
+        assert!(
+            started.elapsed() < WAIT,
+            "the callback never reached the first process"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pending = first.arrivals().remove(0);
+    assert_eq!(pending.body["run_id"], run.as_str());
+    // Killed with the callback in hand: its connection drops, nothing is answered.
     first.stop().await;
-    // Down for a while (connection refused), then a new process on the same port.
+    // Down for a while: the retries meet a closed port.
     actix_rt::time::sleep(Duration::from_millis(1500)).await;
+    let (_, _, health) = rt.get("/health").await;
+    assert_eq!(
+        health["status"], "ok",
+        "the runtime stays healthy meanwhile"
+    );
     let mut second = CallbackSink::start_on(port).await;
     let callback = second.next(WAIT).await;
     assert_eq!(callback.body["run_id"], run.as_str());
+    assert_eq!(callback.body["status"], "ok");
     assert_eq!(callback.body["output"], json!({"survived": true}));
+    assert_eq!(
+        callback.headers["idempotency-key"], pending.headers["idempotency-key"],
+        "a retry of the same callback"
+    );
     assert!(
         second.try_next(Duration::from_secs(3)).await.is_none(),
         "exactly once"
     );
+    assert_eq!(second.arrivals().len(), 1, "no further attempt reached it");
 }
 
 /// Secret values (auth values, secret params) never leave in a callback.

@@ -152,11 +152,7 @@ async fn llm_call_timeout() {
     let mut h = Harness::start().await;
     let mut body = h.body();
     body["timeouts"] = json!({"llm_call_s": 0.2});
-    h.gateway.push(
-        ResponseTemplate::new(200)
-            .set_body_json(reply("{}", json!([]), "end_turn"))
-            .set_delay(Duration::from_secs(30)),
-    );
+    h.gateway.text_after(Duration::from_secs(30), "{}");
     let callback = h.run(&body).await;
     assert_eq!(callback["error_code"], "llm_timeout");
     assert_eq!(callback["error"], "gateway call: timed out after 5.2 s");
@@ -277,4 +273,86 @@ async fn cancel_mid_tool_call_cancels_the_mcp_request() {
         "cancelled: run cancelled: operator request"
     );
     assert_eq!(mcp.methods().await.last().unwrap(), "DELETE");
+}
+
+/// What a broken server answers to a request with this id.
+type Garbage = fn(&serde_json::Value) -> ResponseTemplate;
+
+/// An MCP server that shakes hands properly, then answers `method` with `garbage`.
+async fn garbage_after_the_handshake(method: &'static str, garbage: Garbage) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(path("/mcp"))
+        .respond_with(move |request: &wiremock::Request| {
+            let message: serde_json::Value =
+                serde_json::from_slice(&request.body).unwrap_or_default();
+            let answer = |result: serde_json::Value| {
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"jsonrpc": "2.0", "id": message["id"], "result": result}))
+            };
+            match message["method"].as_str() {
+                _ if request.method.as_str() == "DELETE" => ResponseTemplate::new(200),
+                Some(called) if called == method => garbage(&message["id"]),
+                Some("initialize") => answer(json!({"protocolVersion": "2025-06-18",
+                    "capabilities": {}, "serverInfo": {"name": "junk", "version": "0"}})),
+                Some("tools/list") => answer(json!({"tools": [{"name": "kv_get"}]})),
+                _ => ResponseTemplate::new(202),
+            }
+        })
+        .mount(&server)
+        .await;
+    server
+}
+
+/// A server that turns to garbage after the handshake, at discovery or at a tool call: the
+/// specified cause in the callback, no model call after the failure, the runtime healthy.
+#[actix_rt::test]
+async fn mcp_server_answering_garbage_mid_session() {
+    let mut h = Harness::start().await;
+    let cases: [(&str, Garbage, &str, &str); 4] = [
+        (
+            "tools/list",
+            |_| ResponseTemplate::new(200).set_body_raw(b"\x00\xffnot json".to_vec(), "application/json"),
+            "tool_discovery_failed",
+            "discover tools from junk: mcp_protocol: parse tools/list response: no JSON-RPC response in the body",
+        ),
+        (
+            "tools/list",
+            |id| ResponseTemplate::new(200).set_body_json(json!({"jsonrpc": "2.0", "id": id, "result": {"tools": "all of them"}})),
+            "tool_discovery_failed",
+            "discover tools from junk: mcp_protocol: parse tools/list response: missing field tools",
+        ),
+        (
+            "initialize",
+            |id| ResponseTemplate::new(200).set_body_json(json!({"jsonrpc": "2.0", "id": id, "result": {"hello": "world"}})),
+            "tool_discovery_failed",
+            "discover tools from junk: mcp_unsupported_version: server chose protocol (none)",
+        ),
+        (
+            "tools/call",
+            |_| ResponseTemplate::new(200).set_body_raw(b"data: {{{{\n\n: just noise\n\n".to_vec(), "text/event-stream"),
+            "tool_call_failed",
+            "tool call kv_get: mcp_stream_closed: tools/call: stream closed before response",
+        ),
+    ];
+    for (method, garbage, code, error) in cases {
+        let junk = garbage_after_the_handshake(method, garbage).await;
+        let mut body = h.body();
+        body["tool_servers"] = json!([{"name": "junk", "url": format!("{}/mcp", junk.uri())}]);
+        let calls_before = h.gateway.requests().await.len();
+        if method == "tools/call" {
+            h.gateway
+                .tool_calls(&[("t1", "kv_get", json!({"key": "a"}))]);
+        }
+        let callback = h.run(&body).await;
+        assert_eq!(callback["status"], "failed", "{method}: {callback}");
+        assert_eq!(callback["error_code"], code, "{method}");
+        assert_eq!(callback["error"], error, "{method}");
+        let expected_calls = usize::from(method == "tools/call");
+        assert_eq!(
+            h.gateway.requests().await.len() - calls_before,
+            expected_calls,
+            "{method}"
+        );
+        assert_healthy(&h).await;
+    }
 }

@@ -57,11 +57,7 @@ async fn cancel_entries_in_heartbeat_answers_stop_legs() {
     let gateway = FakeGateway::start().await;
     let mut sink = CallbackSink::start().await;
     let rt = spawn_runtime(beating(&sink.url(), &gateway.url())).await;
-    gateway.push(
-        wiremock::ResponseTemplate::new(200)
-            .set_body_json(reply("{}", json!([]), "end_turn"))
-            .set_delay(Duration::from_secs(30)),
-    );
+    gateway.text_after(Duration::from_secs(30), "{}");
     let run = run_id();
     rt.invoke(&invoke_body(&run, &sink.callback_url(&run, "step", 1)))
         .await;

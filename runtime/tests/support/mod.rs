@@ -199,6 +199,16 @@ impl FakeGateway {
         self.push(ResponseTemplate::new(200).set_body_json(reply(content, json!([]), "end_turn")))
     }
 
+    /// A text reply that takes `delay` to come (a slow model, or one that never answers in
+    /// time).
+    pub fn text_after(&self, delay: Duration, content: &str) -> &Self {
+        self.push(
+            ResponseTemplate::new(200)
+                .set_body_json(reply(content, json!([]), "end_turn"))
+                .set_delay(delay),
+        )
+    }
+
     /// A reply with tool calls `[(id, name, arguments)]`.
     pub fn tool_calls(&self, calls: &[(&str, &str, Value)]) -> &Self {
         let calls: Vec<Value> = calls
@@ -406,6 +416,7 @@ pub struct CallbackSink {
     script: Arc<Mutex<SinkScript>>,
     heartbeat_answers: Arc<Mutex<VecDeque<Value>>>,
     others: Arc<Mutex<Vec<Received>>>,
+    arrivals: Arc<Mutex<Vec<Received>>>,
 }
 
 impl CallbackSink {
@@ -434,11 +445,13 @@ impl CallbackSink {
         let script = Arc::new(Mutex::new(SinkScript::default()));
         let heartbeat_answers = Arc::new(Mutex::new(VecDeque::new()));
         let others = Arc::new(Mutex::new(Vec::new()));
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
         let state = SinkState {
             sender,
             script: Arc::clone(&script),
             heartbeat_answers: Arc::clone(&heartbeat_answers),
             others: Arc::clone(&others),
+            arrivals: Arc::clone(&arrivals),
         };
         let server = HttpServer::new(move || {
             App::new()
@@ -461,6 +474,7 @@ impl CallbackSink {
             script,
             heartbeat_answers,
             others,
+            arrivals,
         }
     }
 
@@ -497,6 +511,12 @@ impl CallbackSink {
         self.others.lock().unwrap().clone()
     }
 
+    /// Every callback request as it arrived, answered yet or not (scripted failures and
+    /// delayed answers included).
+    pub fn arrivals(&self) -> Vec<Received> {
+        self.arrivals.lock().unwrap().clone()
+    }
+
     /// The next callback, or a panic after `within`.
     pub async fn next(&mut self, within: Duration) -> Received {
         actix_rt::time::timeout(within, self.received.recv())
@@ -524,6 +544,7 @@ struct SinkState {
     script: Arc<Mutex<SinkScript>>,
     heartbeat_answers: Arc<Mutex<VecDeque<Value>>>,
     others: Arc<Mutex<Vec<Received>>>,
+    arrivals: Arc<Mutex<Vec<Received>>>,
 }
 
 async fn sink_handler(
@@ -554,6 +575,7 @@ async fn sink_handler(
         state.others.lock().unwrap().push(received);
         return HttpResponse::Ok().json(answer);
     }
+    state.arrivals.lock().unwrap().push(received.clone());
     let (status, delay) = {
         let mut script = state.script.lock().unwrap();
         (script.statuses.pop_front().unwrap_or(200), script.delay)
