@@ -54,26 +54,8 @@ impl RunState {
         let items: Vec<ItemRecord> = elements
             .into_iter()
             .enumerate()
-            .map(|(i, item)| ItemRecord {
-                index: u32::try_from(i).unwrap_or(u32::MAX),
-                item: self.scrub(item),
-                status: StepStatus::Pending,
-                attempt: 0,
-                started_at: None,
-                ended_at: None,
-                updated_at: now,
-                output: None,
-                skip_reason: None,
-                skip_message: None,
-                error: None,
-                error_code: None,
-                raw_output: None,
-                airlock: None,
-                flags: Vec::new(),
-                rationale: None,
-                metrics: StepMetrics::default(),
-                reflected: None,
-                runtime_id: None,
+            .map(|(i, item)| {
+                ItemRecord::pending(u32::try_from(i).unwrap_or(u32::MAX), self.scrub(item), now)
             })
             .collect();
         let count = items.len();

@@ -3,8 +3,8 @@
 
 use super::{EngineConfig, Event, Outcome, Reply};
 use crate::model::{
-    ApprovalRecord, ItemRecord, NewEvent, RunRecord, RunStatus, StepMetrics, StepRecord,
-    StepStatus, StepType, Totals,
+    ApprovalRecord, ItemRecord, NewEvent, RunRecord, RunStatus, StepRecord, StepStatus, StepType,
+    Totals,
 };
 use crate::snapshot::WorkflowPlan;
 use crate::store::{ChangeSet, NewRun};
@@ -81,38 +81,17 @@ pub fn initial_records(plan: &WorkflowPlan, run: RunRecord) -> (RunRecord, Vec<S
         .enumerate()
         .map(|(pos, pipeline_index)| {
             let step = &plan.workflow.pipeline[*pipeline_index];
-            StepRecord {
-                id: step.id.value.clone(),
-                name: step.id.value.clone(),
-                run_id: run.id.clone(),
-                step_type: step_type(&step.kind),
-                position: u32::try_from(pos).unwrap_or(u32::MAX),
-                depends_on: plan.deps[pos]
+            StepRecord::pending(
+                &run.id,
+                &step.id.value,
+                step_type(&step.kind),
+                u32::try_from(pos).unwrap_or(u32::MAX),
+                plan.deps[pos]
                     .iter()
                     .map(|d| plan.dag_step(*d).id.value.clone())
                     .collect(),
-                status: StepStatus::Pending,
-                attempt: 0,
-                started_at: None,
-                ended_at: None,
-                updated_at: now,
-                deadline_at: None,
-                timeout_remaining_ms: None,
-                output: None,
-                skip_reason: None,
-                skip_message: None,
-                error: None,
-                error_code: None,
-                raw_output: None,
-                airlock: None,
-                flags: Vec::new(),
-                rationale: None,
-                metrics: StepMetrics::default(),
-                reflected: None,
-                runtime_id: None,
-                child_run_id: None,
-                items: None,
-            }
+                now,
+            )
         })
         .collect();
     (run, steps)
