@@ -7,6 +7,7 @@ use clap::{Args as ClapArgs, ValueEnum};
 use ktsu_shared::logging;
 use ktsu_shared::service::notify;
 use ktsu_shared::service::settings::Env;
+use std::future::Future;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -243,24 +244,23 @@ async fn gateway(a: &Args) -> u8 {
             return e.exit_code();
         }
     };
-    let watchdog = announce_ready(app.local_addr());
     let stop = app.stop_handle();
-    let signals = crate::signals::on_shutdown(move || {
-        let stop = stop.clone();
-        async move {
-            notify::stopping();
-            stop.stop().await
+    let addr = app.local_addr();
+    let run = async move {
+        match app.run().await {
+            Ok(()) => exit::OK,
+            Err(e) => e.exit_code(),
         }
-    });
-    let code = match app.run().await {
-        Ok(()) => exit::OK,
-        Err(e) => e.exit_code(),
     };
-    signals.abort();
-    if let Some(w) = watchdog {
-        w.abort();
-    }
-    code
+    serve(
+        Some(addr),
+        move || {
+            let stop = stop.clone();
+            async move { stop.stop().await }
+        },
+        run,
+    )
+    .await
 }
 
 /// The orchestrator's flags from the CLI.
@@ -306,19 +306,25 @@ async fn orchestrator(a: &Args) -> u8 {
         Err(e) => return orchestrator_failed(&e),
     };
     let stop = app.stop_handle();
-    let signals = crate::signals::on_shutdown(move || {
-        let stop = stop.clone();
-        async move { stop.stop().await }
-    });
-    let code = match app.run().await {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            log::error!(target: "ktsu", event = "orchestrator.failed", error = e.to_string().as_str(); "{e}");
-            exit::FAILURE
+    let run = async move {
+        match app.run().await {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                log::error!(target: "ktsu", event = "orchestrator.failed", error = e.to_string().as_str(); "{e}");
+                exit::FAILURE
+            }
         }
     };
-    signals.abort();
-    code
+    // The orchestrator announces readiness and pings the watchdog itself (after recovery).
+    serve(
+        None,
+        move || {
+            let stop = stop.clone();
+            async move { stop.stop().await }
+        },
+        run,
+    )
+    .await
 }
 
 async fn runtime(a: &Args) -> u8 {
@@ -342,19 +348,42 @@ async fn runtime(a: &Args) -> u8 {
             return u8::try_from(e.exit_code()).unwrap_or(exit::FAILURE);
         }
     };
-    let watchdog = announce_ready(app.local_addr());
     let stop = app.stop_handle();
-    let signals = crate::signals::on_shutdown(move || {
-        let stop = stop.clone();
-        async move {
-            notify::stopping();
-            stop.stop()
+    let addr = app.local_addr();
+    let run = async move {
+        match app.run().await {
+            Ok(()) => exit::OK,
+            Err(e) => u8::try_from(e.exit_code()).unwrap_or(exit::FAILURE),
         }
-    });
-    let code = match app.run().await {
-        Ok(()) => exit::OK,
-        Err(e) => u8::try_from(e.exit_code()).unwrap_or(exit::FAILURE),
     };
+    serve(
+        Some(addr),
+        move || {
+            let stop = stop.clone();
+            async move { stop.stop() }
+        },
+        run,
+    )
+    .await
+}
+
+/// Serves until `run` ends: readiness announced for `announce` (see [`announce_ready`]), and
+/// the first SIGTERM/SIGINT sends `STOPPING=1` and calls `stop`.
+async fn serve<S, F>(
+    announce: Option<std::net::SocketAddr>,
+    stop: S,
+    run: impl Future<Output = u8>,
+) -> u8
+where
+    S: Fn() -> F + 'static,
+    F: Future<Output = ()> + 'static,
+{
+    let watchdog = announce.and_then(announce_ready);
+    let signals = crate::signals::on_shutdown(move || async move {
+        notify::stopping();
+        stop().await
+    });
+    let code = run.await;
     signals.abort();
     if let Some(w) = watchdog {
         w.abort();
