@@ -1,9 +1,20 @@
 //! The `ktsu` command line (cli-and-ops.md §1): parse arguments, call a library, map the
 //! outcome to an exit code. Each command lives in its own module.
 
+mod approvals;
+mod client;
 mod embedded;
+mod follow;
+mod format;
+mod health;
+mod invoke;
 mod output;
+mod progress;
+mod records;
+mod render;
 mod run;
+mod run_plan;
+mod runs;
 mod signals;
 mod start;
 mod validate;
@@ -20,7 +31,21 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const CONFIG: u8 = 3;
+    pub const NEEDS_HUMAN_REVIEW: u8 = 4;
+    pub const CANCELLED: u8 = 5;
+    pub const TIMEOUT: u8 = 6;
+    pub const UNREACHABLE: u8 = 7;
     pub const REFUSED: u8 = 8;
+
+    /// The exit code of a command that followed a run to this final status.
+    pub fn for_status(status: &str) -> u8 {
+        match status {
+            "complete" => OK,
+            "needs_human_review" => NEEDS_HUMAN_REVIEW,
+            "cancelled" => CANCELLED,
+            _ => FAILURE,
+        }
+    }
 }
 
 #[derive(Debug, Parser)]
@@ -51,6 +76,14 @@ enum Command {
     Start(Box<start::Args>),
     /// Run a workflow once with the services embedded in this process.
     Run(run::Args),
+    /// Start a run on an orchestrator (POST /invoke/{workflow}), optionally waiting for its end.
+    Invoke(invoke::Args),
+    /// List, inspect, cancel or watch runs (`runs` alone lists).
+    Runs(runs::Args),
+    /// List pending tool-call approvals, approve or reject them.
+    Approvals(approvals::Args),
+    /// Check a service's /health (exit 0 iff it answers 200 with status ok).
+    Health(health::Args),
     /// Inspect workflows.
     #[command(subcommand)]
     Workflow(workflow::Command),
@@ -93,6 +126,10 @@ fn main() -> ExitCode {
         Command::Start(_) => exit::USAGE,
         Command::Validate(args) => validate::run(&args),
         Command::Run(args) => run::run(&args, cli.quiet),
+        Command::Invoke(args) => invoke::run(&args, cli.quiet),
+        Command::Runs(args) => runs::run(&args, cli.quiet),
+        Command::Approvals(args) => approvals::run(&args, cli.quiet),
+        Command::Health(args) => health::run(&args),
         Command::Workflow(cmd) => workflow::run(&cmd),
         Command::Version(args) => version::run(&args),
     };

@@ -41,6 +41,32 @@ impl Style {
     pub fn bold(&self, text: &str) -> String {
         self.paint("1", text)
     }
+
+    pub fn dim(&self, text: &str) -> String {
+        self.paint("2", text)
+    }
+
+    /// A run, step, item or approval status in its colour: `complete`/`approved` green,
+    /// `failed`/`rejected` red, `needs_human_review`/`pending_approval`/`pending` (approvals)
+    /// yellow, `cancelled`/`skipped` dim.
+    pub fn status(&self, status: &str) -> String {
+        match status {
+            "complete" | "approved" => self.green(status),
+            "failed" | "rejected" | "timeout" => self.red(status),
+            "needs_human_review" | "pending_approval" => self.yellow(status),
+            "cancelled" | "skipped" => self.dim(status),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Whether a progress line may be drawn: stderr is a terminal and output is neither JSON nor
+/// quiet (cli-and-ops.md §1.1).
+pub fn progress_allowed(json: bool, quiet: bool) -> bool {
+    !json
+        && !quiet
+        && std::io::stderr().is_terminal()
+        && std::env::var("TERM").map_or(true, |t| t != "dumb")
 }
 
 /// Prints one JSON document: pretty, 2-space indent, trailing newline.

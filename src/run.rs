@@ -1,16 +1,28 @@
-//! `ktsu run <workflow>` (cli-and-ops.md §1.4): resolve the project, validate it with the
-//! validator of `ktsu validate`, check the input against the workflow's params schema.
-//!
-//! The embedded services (gateway, orchestrator, runtime) are separate crates; until they are
-//! part of this binary the command stops after these checks and says so.
+//! `ktsu run <workflow>` (cli-and-ops.md §1.4): validate the project and the input, start the
+//! three services in this process on loopback ports, invoke the workflow, follow the run, print
+//! its record and exit by its status. The plan and the checks are in `run_plan`; this module
+//! drives the services and the run.
 
+use crate::client::{Client, Failure, REQUEST_TIMEOUT};
+use crate::embedded::{self, or_signal, Services};
 use crate::exit;
+use crate::follow::{self, ApprovalHint, Ending, Schedule};
+use crate::format::{self, parse_flag_duration};
 use crate::output;
-use crate::validate::{env_path, ProjectArgs};
+use crate::progress::Progress;
+use crate::run_plan::{self, Invocation};
+use crate::runs::show_record;
+use crate::signals::{self, Signal};
+use crate::validate::ProjectArgs;
 use clap::Args as ClapArgs;
-use ktsu_shared::schema::apply_defaults;
-use ktsu_shared::validate::{check_project, EnvMode, ProcessEnv, ValidateOptions};
-use std::path::{Path, PathBuf};
+use serde_json::Value;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+/// How long the embedded services get to report ready (cli-and-ops.md §1.4 step 3).
+const READY_WITHIN: Duration = Duration::from_secs(30);
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
@@ -21,10 +33,22 @@ pub struct Args {
     pub input: String,
     #[command(flatten)]
     pub project: ProjectArgs,
-    /// Gateway file (default: <project>/gateway.yaml if it exists).
+    /// Gateway file (default: <project>/gateway.yaml if it exists, else the built-in mock).
     #[arg(long, value_name = "FILE")]
     pub gateway_config: Option<PathBuf>,
-    /// Print the result as JSON.
+    /// Serve every model group with the built-in mock provider, even if a gateway file exists.
+    #[arg(long)]
+    pub mock: bool,
+    /// Where the run record is kept: memory (default) or sqlite. KTSU_STORE_TYPE is ignored.
+    #[arg(long, value_name = "TYPE")]
+    pub store_type: Option<String>,
+    /// SQLite file with --store-type sqlite (default ktsu.db). KTSU_DB_PATH is ignored.
+    #[arg(long, value_name = "FILE")]
+    pub db_path: Option<String>,
+    /// Cancel the run after this long (exit 6), e.g. 90s, 5m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_flag_duration)]
+    pub timeout: Option<Duration>,
+    /// Print the run record (GET /runs/{id}) as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -56,124 +80,180 @@ pub fn read_input(input: &str) -> Result<serde_json::Value, String> {
 }
 
 pub fn run(args: &Args, quiet: bool) -> u8 {
-    let mut input = match read_input(&args.input) {
+    // `ktsu run` is a foreground command, never a systemd service: the embedded services must
+    // not report READY/STOPPING or watchdog pings to a NOTIFY_SOCKET inherited from a unit
+    // that runs this command. Removed before any thread exists.
+    for var in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        std::env::remove_var(var);
+    }
+    let input = match read_input(&args.input) {
         Ok(v) => v,
         Err(e) => {
             output::error(e);
             return exit::USAGE;
         }
     };
-    let as_path = Path::new(&args.workflow);
-    let is_path = args.workflow.ends_with(".workflow.yaml") || as_path.is_file();
-    let dir = if is_path {
-        if !as_path.is_file() {
-            output::error(format!("workflow file {} does not exist", args.workflow));
-            return exit::USAGE;
+    let prepared = match run_plan::prepare(args, input) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let options = Options {
+        json: args.json,
+        quiet,
+        timeout: args.timeout,
+        suggest_mock: prepared.uses_gateway_file,
+    };
+    actix_rt::System::new().block_on(execute(prepared.plan, prepared.invocation, options))
+}
+
+/// Output and waiting choices.
+struct Options {
+    json: bool,
+    quiet: bool,
+    timeout: Option<Duration>,
+    /// A gateway file is served: a configuration failure may be fixed with `--mock`.
+    suggest_mock: bool,
+}
+
+type SignalFuture = Pin<Box<dyn Future<Output = Signal>>>;
+
+async fn execute(plan: embedded::Plan, invocation: Invocation, options: Options) -> u8 {
+    let token = match embedded::internal_token() {
+        Ok(t) => t,
+        Err(f) => {
+            output::error(f.message);
+            return f.code;
         }
-        let file = std::fs::canonicalize(as_path).unwrap_or_else(|_| as_path.to_path_buf());
-        Some(crate::workflow::project_root_of(&file))
-    } else {
-        None
     };
-    let dir = dir
-        .or_else(|| args.project.project_dir.clone())
-        .or_else(|| env_path("KTSU_PROJECT_DIR"));
-    let load = args
-        .project
-        .load_options(dir.as_ref(), args.gateway_config.clone());
-    let report = match check_project(
-        &load,
-        &ValidateOptions {
-            env_mode: EnvMode::Startup,
-            env: &ProcessEnv,
-        },
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            output::error(e);
-            return exit::USAGE;
-        }
-    };
-    if report.has_errors() {
-        for d in report.errors() {
-            eprintln!("{d}");
-        }
-        output::error(format!(
-            "the project has {} error(s); fix them or run `ktsu validate` for the full report",
-            report.errors().count()
-        ));
-        return exit::CONFIG;
-    }
-    let project = &report.project;
-    let found = if is_path {
-        std::fs::canonicalize(as_path)
-            .ok()
-            .and_then(|p| project.files.iter().position(|f| f.path == p))
-    } else {
-        project.find_workflow(&args.workflow)
-    };
-    let Some(wf) = found
-        .and_then(|id| project.workflow(id))
-        .map(|w| &w.workflow)
-    else {
-        output::error(format!("workflow \"{}\" not found", args.workflow));
-        return exit::USAGE;
-    };
-    if !wf.is_root() {
-        output::error(format!(
-            "workflow \"{}\" is a sub-workflow and cannot be run directly",
-            wf.name.value
-        ));
-        return exit::USAGE;
-    }
-    if let Some(schema) = &wf.params_schema {
-        apply_defaults(&schema.value, &mut input);
-        if let Some(compiled) = &schema.compiled {
-            let violations = compiled.violations(&input);
-            if !violations.is_empty() {
-                output::error(format!(
-                    "params of workflow \"{}\" are invalid (params_invalid)",
-                    wf.name.value
-                ));
-                for v in violations {
-                    eprintln!(
-                        "  {}: {}",
-                        if v.pointer.is_empty() {
-                            "(root)"
-                        } else {
-                            &v.pointer
-                        },
-                        v.message
-                    );
-                }
-                return exit::REFUSED;
+    let services = match embedded::start(plan, token).await {
+        Ok(s) => s,
+        Err(f) => {
+            output::error(&f.message);
+            if f.code == exit::CONFIG && options.suggest_mock {
+                eprintln!("hint: run with --mock to serve every model group with the built-in mock provider");
             }
+            return f.code;
+        }
+    };
+    let mut signal: SignalFuture = Box::pin(signals::first());
+    match or_signal(services.wait_ready(READY_WITHIN), &mut signal).await {
+        Ok(true) => {}
+        Ok(false) => {
+            output::error(format!(
+                "the embedded services did not become ready within {}s",
+                READY_WITHIN.as_secs()
+            ));
+            services.stop().await;
+            return exit::UNREACHABLE;
+        }
+        Err(s) => {
+            services.stop().await;
+            return s.exit_code();
         }
     }
-    if args.json {
-        output::print_json(&serde_json::json!({
-            "workflow": wf.name.value,
-            "valid": true,
-            "params": input,
-            "executed": false,
-        }));
-    } else {
-        println!("Workflow  {}  valid", wf.name.value);
-        println!(
-            "Params    {}",
-            serde_json::to_string(&input).unwrap_or_default()
-        );
-        println!(
-            "Steps     {}",
-            wf.pipeline
-                .iter()
-                .map(|s| s.id.value.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+    let code = drive(&services, &invocation, &options, &mut signal).await;
+    services.stop().await;
+    code
+}
+
+/// Invokes the workflow and follows the run to its end, a timeout or a signal.
+async fn drive(
+    services: &Services,
+    invocation: &Invocation,
+    options: &Options,
+    signal: &mut SignalFuture,
+) -> u8 {
+    let client = match Client::new(&services.orchestrator_url) {
+        Ok(c) => c,
+        Err(f) => return f.report(),
+    };
+    let mut progress = Progress::new(
+        output::progress_allowed(options.json, options.quiet),
+        &invocation.workflow,
+        "starting",
+    );
+    let url = client.url(&["invoke", &invocation.workflow], &[]);
+    // Not interruptible: the answer (202) is immediate, and a signal arriving meanwhile is
+    // kept by the handler and seen while following, when the run id is known and the run can
+    // be cancelled (an uncancelled run would hold the shutdown until its step ends).
+    let started = client
+        .post_raw(
+            &url,
+            &invocation.input,
+            &invocation.headers,
+            REQUEST_TIMEOUT,
+        )
+        .await
+        .and_then(|a| a.into_json());
+    let run_id = match started.and_then(|body| {
+        body.get("run_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| Failure::Unexpected("the invoke answer has no run_id".into()))
+    }) {
+        Ok(id) => id,
+        Err(f) => {
+            progress.clear();
+            return f.report();
+        }
+    };
+    progress.set(&run_id, "pending");
+    let hint = (!options.quiet).then(|| ApprovalHint {
+        extra_args: format!(" --orchestrator {}", services.orchestrator_url),
+    });
+    let deadline = options.timeout.map(|t| Instant::now() + t);
+    let followed = or_signal(
+        follow::follow(
+            &client,
+            &run_id,
+            &progress,
+            Schedule::EMBEDDED,
+            deadline,
+            hint.as_ref(),
+        ),
+        signal,
+    )
+    .await;
+    match followed {
+        Ok(Ok(Ending::Finished(record))) => {
+            progress.clear();
+            print_record(&record, options.json)
+        }
+        Ok(Ok(Ending::TimedOut(_))) => {
+            let waited = options.timeout.map(format::duration).unwrap_or_default();
+            let reason = format!("ktsu run --timeout {waited} elapsed");
+            let record = follow::cancel_and_settle(&client, &run_id, &reason, &progress).await;
+            progress.clear();
+            if let Some(record) = record {
+                print_record(&record, options.json);
+            }
+            output::error(format!(
+                "--timeout {waited} elapsed before the run ended; it was cancelled"
+            ));
+            exit::TIMEOUT
+        }
+        Ok(Err(f)) => {
+            progress.clear();
+            f.report()
+        }
+        Err(s) => {
+            // First signal: cancel the run and show where it stood; a second one exits at
+            // once (signals::first).
+            let reason = format!("interrupted ({})", s.name());
+            let record = follow::cancel_and_settle(&client, &run_id, &reason, &progress).await;
+            progress.clear();
+            if let Some(record) = record {
+                print_record(&record, options.json);
+            }
+            s.exit_code()
+        }
     }
-    if !quiet {
-        eprintln!("note: project and input are valid; executing runs needs the ktsu services, which this build does not include yet");
+}
+
+/// Prints the record; the exit code of its status.
+fn print_record(record: &Value, json: bool) -> u8 {
+    match show_record(record, json) {
+        Ok(status) => exit::for_status(&status),
+        Err(f) => f.report(),
     }
-    exit::OK
 }
