@@ -1,6 +1,7 @@
 //! Prices and cost (runtime-gateway.md §10.1, §10.2): the group's `pricing` first, then the
 //! built-in table (exact key, else the longest key that prefixes the model id followed by `-`),
-//! else no price (cost 0, one `pricing.missing` warning per model).
+//! else no price (cost 0, one `pricing.missing` warning per model; none for mock models, which
+//! cost 0 by design).
 
 use crate::providers::Usage;
 use ktsu_shared::project::Pricing;

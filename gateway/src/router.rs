@@ -9,6 +9,7 @@
 use crate::breaker::Admission;
 use crate::budget::ReserveError;
 use crate::call_event;
+use crate::call_id::random_seed;
 use crate::error::InvokeError;
 use crate::logs::CallLog;
 use crate::pool::Refusal;
@@ -562,18 +563,8 @@ fn full_jitter(policy: RetryPolicy, attempt: u32) -> Duration {
 }
 
 thread_local! {
-    static RNG: Cell<u64> = Cell::new(seed());
-}
-
-fn seed() -> u64 {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        bytes = (u64::from(nanos) ^ 0x9E37_79B9_7F4A_7C15).to_le_bytes();
-    }
-    u64::from_le_bytes(bytes) | 1
+    // xorshift needs a non-zero state.
+    static RNG: Cell<u64> = Cell::new(random_seed() | 1);
 }
 
 /// A uniform value in [0, 1) from a per-thread xorshift64* generator (jitter needs spread, not

@@ -195,12 +195,16 @@ impl Gateway {
             .ok_or_else(|| {
                 StartError::Runtime(format!("model `{full}` names an unknown provider"))
             })?;
+        // Mock models cost 0 by design (runtime-gateway.md §8): a `pricing.missing` warning
+        // for them would only be noise in every `ktsu run`, so they count as already warned.
+        // The spec asks for one warning per unpriced model; this skips the mock ones on purpose.
+        let is_mock = self.providers[provider].kind == ProviderType::Mock;
         self.models.push(ModelState {
             full: full.to_string(),
             provider,
             id: id.to_string(),
             breaker: Breaker::new(full, self.settings.circuit_breaker),
-            price_warned: AtomicBool::new(false),
+            price_warned: AtomicBool::new(is_mock),
         });
         Ok(self.models.len() - 1)
     }

@@ -5,9 +5,10 @@
 mod common;
 
 use actix_web::http::StatusCode;
-use common::{raw_exchange, request, TestGateway};
+use common::{raw_exchange, raw_upstream, request, TestGateway};
 use ktsu_shared::secret::Secret;
 use serde_json::json;
+use std::time::{Duration, Instant};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -205,10 +206,10 @@ async fn a_20_mb_body_is_refused() {
 async fn a_provider_that_hangs_times_out() {
     let yaml = "providers:\n  - { name: slow, type: mock, timeout_s: 1, config: { latency_ms: 30000 } }\nmodel_groups:\n  - { name: g, models: [slow/x], retry: { max_attempts: 1 } }\n";
     let gw = TestGateway::start(yaml).await;
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let answer = gw.post(request("g")).await;
     assert_error(&answer, 504, "provider_timeout", true, "false");
-    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(answer.body["attempts"][0]["error"], "timeout");
     // A request deadline shorter than the provider timeout: deadline_exceeded.
     let mut short = request("g");
@@ -219,6 +220,24 @@ async fn a_provider_that_hangs_times_out() {
         "deadline_exceeded",
         true,
         "false",
+    );
+    gw.assert_healthy().await;
+    gw.stop().await;
+
+    // A real upstream that accepts the connection and never answers.
+    let silent = raw_upstream(4, None, Duration::from_secs(5));
+    let yaml = format!(
+        "providers:\n  - {{ name: o, type: openai, timeout_s: 1, config: {{ base_url: \"{silent}/v1\", api_key: k }} }}\nmodel_groups:\n  - {{ name: g, models: [o/gpt-4o-mini], retry: {{ max_attempts: 1 }} }}\n"
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let started = Instant::now();
+    let answer = gw.post(request("g")).await;
+    assert_error(&answer, 504, "provider_timeout", true, "false");
+    assert_eq!(answer.body["message"], "upstream timed out after 1 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
     );
     gw.assert_healthy().await;
     gw.stop().await;
@@ -250,6 +269,51 @@ async fn a_provider_that_returns_garbage() {
         .as_str()
         .unwrap()
         .starts_with("upstream returned 200: undecodable"));
+    gw.assert_healthy().await;
+    gw.stop().await;
+
+    // Valid JSON of the wrong shape, from the Anthropic side.
+    let upstream = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"content": "not blocks"})))
+        .mount(&upstream)
+        .await;
+    let yaml = format!(
+        "providers:\n  - {{ name: a, type: anthropic, config: {{ base_url: \"{}\", api_key: k }} }}\nmodel_groups:\n  - {{ name: g, models: [a/claude-haiku-4-5], retry: {{ max_attempts: 1 }} }}\n",
+        upstream.uri()
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let answer = gw.post(request("g")).await;
+    assert_error(&answer, 502, "provider_error", true, "false");
+    assert!(answer.body["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("upstream returned 200: undecodable response body: "));
+    gw.assert_healthy().await;
+    gw.stop().await;
+
+    // Bytes that are not HTTP at all.
+    let noise = raw_upstream(
+        4,
+        Some(b"\x00\x01 definitely not HTTP\r\n\r\n"),
+        Duration::ZERO,
+    );
+    let yaml = format!(
+        "providers:\n  - {{ name: o, type: openai, config: {{ base_url: \"{noise}/v1\", api_key: k }} }}\nmodel_groups:\n  - {{ name: g, models: [o/gpt-4o-mini], retry: {{ max_attempts: 1 }} }}\n"
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let answer = gw.post(request("g")).await;
+    assert_error(&answer, 502, "provider_error", true, "false");
+    assert!(
+        answer.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("http request failed: "),
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.body["attempts"][0]["error"], "transient");
     gw.assert_healthy().await;
     gw.stop().await;
 }

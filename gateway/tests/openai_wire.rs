@@ -229,6 +229,20 @@ async fn error_answers() {
         .mount(&upstream)
         .await;
     Mock::given(method("POST"))
+        .and(body_partial_json(json!({"model": "spend"})))
+        .respond_with(error(
+            400,
+            json!("billing_hard_limit_reached"),
+            "Billing hard limit has been reached",
+        ))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"model": "busy"})))
+        .respond_with(error(529, json!(null), "Overloaded"))
+        .mount(&upstream)
+        .await;
+    Mock::given(method("POST"))
         .and(body_partial_json(json!({"model": "hang"})))
         .respond_with(
             ResponseTemplate::new(200)
@@ -243,9 +257,11 @@ async fn error_answers() {
         .mount(&upstream)
         .await;
 
-    let cases: [(&str, u16, &str, bool, usize); 4] = [
+    let cases: [(&str, u16, &str, bool, usize); 6] = [
         ("quota", 402, "budget_exceeded", false, 1),
+        ("spend", 402, "budget_exceeded", false, 1),
         ("down", 502, "provider_error", true, 2),
+        ("busy", 502, "provider_error", true, 2),
         ("hang", 504, "provider_timeout", true, 2),
         ("empty", 502, "provider_error", true, 2),
     ];

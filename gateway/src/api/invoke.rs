@@ -2,15 +2,15 @@
 //! or the error of §6.4, `x-ktsu-call-id` on every response, one `gateway.request` record.
 
 use super::validate;
+use crate::call_id::new_call_id;
 use crate::error::{InvokeError, CALL_ID};
 use crate::logs::CallLog;
 use crate::router::{self, Answered, Unanswered};
 use crate::state::{Gateway, Upstreams};
 use actix_web::http::header::{ContentType, HeaderValue, CONTENT_LENGTH};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use ktsu_shared::ids::new_call_id;
 use ktsu_shared::service::auth::check_bearer;
-use ktsu_shared::wire::gateway::{Attempt, GatewayResponse, StopReason};
+use ktsu_shared::wire::gateway::{Attempt, CallMetadata, GatewayResponse, StopReason};
 use log::kv::{ToValue, Value};
 use log::Level;
 use std::time::Instant;
@@ -21,46 +21,38 @@ pub async fn invoke(
     gateway: web::Data<Gateway>,
     upstreams: web::Data<Upstreams>,
 ) -> HttpResponse {
-    let started = Instant::now();
     let _in_flight = gateway.in_flight.enter();
-    let mut log = CallLog::new(new_call_id());
-    let mut record = Record::default();
-    let result = handle(
-        &req,
-        payload,
-        &gateway,
-        &upstreams,
-        &mut log,
-        &mut record,
-        started,
-    )
-    .await;
+    let mut record = CallRecord::new(new_call_id(), Instant::now());
+    let result = handle(&req, payload, &gateway, &upstreams, &mut record).await;
     let response = match result {
         Ok(answered) => {
             record.answered(&answered);
-            ok_response(answered, &log.call_id, record.budget.take())
+            ok_response(answered, &record.log.call_id)
         }
         Err(unanswered) => {
             record.unanswered(&unanswered);
-            let error = unanswered
+            unanswered
                 .error
-                .to_api_error(&log.call_id, &unanswered.attempts);
-            record.error_text = Some(match &unanswered.error {
-                InvokeError::Internal(cause) => cause.clone(),
-                other => other.message(),
-            });
-            error.error_response()
+                .to_api_error(&record.log.call_id, &unanswered.attempts)
+                .error_response()
         }
     };
-    record.emit(&log, response.status().as_u16(), started);
+    record.finish(response.status().as_u16());
     response
 }
 
-/// What the `gateway.request` record says.
-#[derive(Default)]
-struct Record {
+/// The `gateway.request` record of one call (runtime-gateway.md §11), filled in as the call
+/// goes. Written by [`CallRecord::finish`], or on drop when actix drops the handler because the
+/// client went away (a runtime that cancels a leg): such a call is recorded too, with
+/// `http_status` 499 and `error_code` `client_disconnected`, so that every call leaves one record.
+struct CallRecord {
+    log: CallLog,
+    started: Instant,
+    finished: bool,
     group: Option<String>,
+    /// `model_resolved` of an answer, or the last model tried by a call that failed.
     model: Option<String>,
+    answered: bool,
     error_code: Option<&'static str>,
     error_text: Option<String>,
     usage: Option<crate::providers::Usage>,
@@ -68,27 +60,59 @@ struct Record {
     stop_reason: Option<StopReason>,
     attempts: usize,
     queue_ms: u64,
-    budget: Option<ktsu_shared::wire::gateway::BudgetState>,
 }
 
-impl Record {
+/// `http_status` of the record of a call whose client went away (nginx's "client closed
+/// request"); no answer was sent.
+const CLIENT_CLOSED: u16 = 499;
+
+impl CallRecord {
+    fn new(call_id: String, started: Instant) -> Self {
+        CallRecord {
+            log: CallLog::new(call_id),
+            started,
+            finished: false,
+            group: None,
+            model: None,
+            answered: false,
+            error_code: None,
+            error_text: None,
+            usage: None,
+            cost_usd: None,
+            stop_reason: None,
+            attempts: 0,
+            queue_ms: 0,
+        }
+    }
+
     fn answered(&mut self, a: &Answered) {
+        self.answered = true;
         self.model = Some(a.model.clone());
         self.usage = Some(a.reply.usage);
         self.cost_usd = Some(a.cost_usd);
         self.stop_reason = Some(a.reply.stop_reason);
         self.attempts = a.attempts.len();
         self.queue_ms = a.queue_ms;
-        self.budget = a.budget.clone();
     }
 
     fn unanswered(&mut self, u: &Unanswered) {
+        self.model = u.attempts.last().map(|a| a.model.clone());
         self.error_code = Some(u.error.code());
+        self.error_text = Some(match &u.error {
+            // The client sees "internal error"; the log gets the cause (scrubbed).
+            InvokeError::Internal(cause) => cause.clone(),
+            other => other.message(),
+        });
         self.attempts = u.attempts.len();
         self.queue_ms = u.queue_ms;
     }
 
-    fn emit(&self, log: &CallLog, http_status: u16, started: Instant) {
+    fn finish(&mut self, http_status: u16) {
+        self.finished = true;
+        self.emit(http_status);
+    }
+
+    fn emit(&self, http_status: u16) {
         let level = if self.error_code.is_some() {
             Level::Warn
         } else {
@@ -97,17 +121,18 @@ impl Record {
         if !log::log_enabled!(level) {
             return;
         }
-        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let stop = self
-            .stop_reason
-            .and_then(|s| serde_json::to_value(s).ok())
-            .and_then(|v| v.as_str().map(str::to_owned));
-        let mut fields: Vec<(&str, Value<'_>)> = Vec::with_capacity(14);
+        let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut fields: Vec<(&str, Value<'_>)> = Vec::with_capacity(16);
         if let Some(group) = &self.group {
             fields.push(("group", group.as_str().to_value()));
         }
         if let Some(model) = &self.model {
-            fields.push(("model_resolved", model.as_str().to_value()));
+            let key = if self.answered {
+                "model_resolved"
+            } else {
+                "model"
+            };
+            fields.push((key, model.as_str().to_value()));
         }
         fields.push(("http_status", Value::from(http_status)));
         if let Some(code) = self.error_code {
@@ -125,13 +150,13 @@ impl Record {
         if let Some(cost) = self.cost_usd {
             fields.push(("cost_usd", Value::from(cost)));
         }
-        if let Some(stop) = &stop {
-            fields.push(("stop_reason", stop.as_str().to_value()));
+        if let Some(stop) = self.stop_reason {
+            fields.push(("stop_reason", stop_reason_name(stop).to_value()));
         }
         fields.push(("attempts", Value::from(self.attempts)));
         fields.push(("duration_ms", Value::from(duration_ms)));
         fields.push(("queue_ms", Value::from(self.queue_ms)));
-        log.emit(
+        self.log.emit(
             level,
             module_path!(),
             "gateway.request",
@@ -141,15 +166,35 @@ impl Record {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.error_code = Some("client_disconnected");
+            self.error_text = Some("the client closed the connection before the answer".into());
+            self.emit(CLIENT_CLOSED);
+        }
+    }
+}
+
+/// The wire name of a stop reason (`end_turn`, …), without going through serde.
+fn stop_reason_name(stop: StopReason) -> &'static str {
+    match stop {
+        StopReason::EndTurn => "end_turn",
+        StopReason::ToolUse => "tool_use",
+        StopReason::MaxTokens => "max_tokens",
+        StopReason::StopSequence => "stop_sequence",
+        StopReason::ContentFilter => "content_filter",
+        StopReason::Refusal => "refusal",
+        StopReason::Other => "other",
+    }
+}
+
 async fn handle(
     req: &HttpRequest,
     payload: web::Payload,
     gateway: &Gateway,
     upstreams: &Upstreams,
-    log: &mut CallLog,
-    record: &mut Record,
-    started: Instant,
+    record: &mut CallRecord,
 ) -> Result<Answered, Unanswered> {
     let early = |error: InvokeError| Unanswered {
         error,
@@ -177,24 +222,23 @@ async fn handle(
         Err(_) => return Err(early(InvokeError::PayloadTooLarge(limit))),
     };
     let request = validate::decode(&body, limit).map_err(early)?;
+    let metadata = CallMetadata::from_map(&request.metadata);
+    let log = &mut record.log;
     log.run_id = Some(request.run_id.clone()).filter(|s| !s.is_empty());
     log.step_id = Some(request.step_id.clone()).filter(|s| !s.is_empty());
-    log.attempt = ktsu_shared::wire::gateway::CallMetadata::from_map(&request.metadata).attempt;
+    log.attempt = metadata.attempt;
     record.group = Some(request.group.clone()).filter(|g| !g.is_empty());
-    let plan = validate::plan(gateway, &request, started).map_err(early)?;
-    router::route(gateway, upstreams, &plan, log).await
+    let plan = validate::plan(gateway, &request, metadata, record.started).map_err(early)?;
+    router::route(gateway, upstreams, &plan, &record.log).await
 }
 
-fn ok_response(
-    answered: Answered,
-    call_id: &str,
-    budget: Option<ktsu_shared::wire::gateway::BudgetState>,
-) -> HttpResponse {
+fn ok_response(answered: Answered, call_id: &str) -> HttpResponse {
     let Answered {
         model,
         reply,
         cost_usd,
         attempts,
+        budget,
         ..
     } = answered;
     let response = GatewayResponse {

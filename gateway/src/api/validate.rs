@@ -1,6 +1,7 @@
 //! From request bytes to a routing [`Plan`] (runtime-gateway.md §6.2): JSON errors in the shared
 //! vocabulary, then every value checked with a precise `invalid_request` message, then the
-//! group, the resolved `max_tokens` and temperature, and the deadline.
+//! group, the resolved `max_tokens` and temperature, and the deadline. `metadata` is decoded
+//! once by the caller (its `attempt` goes into every log record of the call).
 
 use crate::error::InvokeError;
 use crate::router::Plan;
@@ -37,6 +38,7 @@ fn invalid(detail: impl std::fmt::Display) -> InvokeError {
 pub fn plan<'a>(
     gateway: &'a Gateway,
     request: &'a GatewayRequest,
+    metadata: CallMetadata,
     started: Instant,
 ) -> Result<Plan<'a>, InvokeError> {
     if request.group.is_empty() {
@@ -125,7 +127,7 @@ pub fn plan<'a>(
     }
     Ok(Plan::new(
         request,
-        CallMetadata::from_map(&request.metadata),
+        metadata,
         &request.group,
         group,
         max_tokens,
@@ -163,7 +165,7 @@ mod tests {
         let bytes = serde_json::to_vec(&body).unwrap();
         let request = decode(&bytes, 1 << 20)?;
         let now = Instant::now();
-        let p = plan(gateway, &request, now)?;
+        let p = plan(gateway, &request, CallMetadata::default(), now)?;
         Ok((p.max_tokens, p.temperature, p.deadline - now))
     }
 

@@ -21,6 +21,8 @@ const SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 #[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
+    /// The headers of an error answer (`retry-after`, `x-should-retry`); empty for a 2xx
+    /// answer, whose headers nothing reads (copying them would cost every call).
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -47,9 +49,14 @@ pub async fn post_json(
     let body = read_body(&mut response, MAX_RESPONSE_BYTES)
         .await
         .map_err(|e| transport_failure(e, Some(status.as_u16()), timeout))?;
+    let headers = if status.is_success() {
+        HeaderMap::new()
+    } else {
+        response.headers().clone()
+    };
     Ok(Answer {
         status,
-        headers: response.headers().clone(),
+        headers,
         body,
     })
 }

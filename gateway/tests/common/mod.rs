@@ -8,7 +8,7 @@ use ktsu_gateway::{Application, GatewayFile, Settings, StopHandle};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -190,4 +190,28 @@ pub async fn raw_exchange(addr: SocketAddr, head: String, body: Vec<u8>) -> (Str
     })
     .await
     .unwrap()
+}
+
+/// A fake upstream below HTTP on 127.0.0.1, for providers that misbehave: it accepts up to
+/// `connections` connections, reads what the gateway sends, writes `reply` (if any) and then
+/// holds each connection open for `hold` before closing it. Bounded in count and time, it stops
+/// by itself. Returns its `http://` URL.
+pub fn raw_upstream(connections: usize, reply: Option<&'static [u8]>, hold: Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(connections) {
+            let Ok(mut stream) = stream else { break };
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            if let Some(reply) = reply {
+                let _ = stream.write_all(reply);
+            }
+            held.push(stream);
+        }
+        std::thread::sleep(hold);
+    });
+    url
 }
