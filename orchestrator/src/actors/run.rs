@@ -84,7 +84,9 @@ impl RunActor {
             self.runtimes.insert(address.clone(), runtime_id.clone());
         }
         let outcome = self.state.apply(event, Timestamp::now());
-        let events = outcome.changes.events.clone();
+        // Kept for the log records written once the commit landed, without the outputs the
+        // records never carry (copying them was a large share of a step's cost).
+        let events = crate::logs::loggable(&outcome.changes.events);
         let effects = outcome.effects;
         let reply = outcome.reply;
         if outcome.changes.is_empty() {

@@ -5,7 +5,7 @@
 use super::{management, parse_body, read_body, ready, store_error, AppState, State};
 use crate::actors::manager::{current, Admit, QueueStatus, Wait};
 use crate::engine::{initial_records, RunInputs, RunState};
-use crate::model::{IdempotencyRecord, RunRecord, RunStatus, Totals};
+use crate::model::{IdempotencyRecord, RunRecord, RunStatus, StepRecord, Totals};
 use crate::snapshot::{InvokeAuthPlan, Snapshot};
 use crate::store::{Created, NewRun};
 use actix_web::http::header::{HeaderValue, LOCATION};
@@ -17,7 +17,7 @@ use ktsu_shared::schema::{apply_defaults, redact_secret_params};
 use ktsu_shared::secret::{constant_time_eq, Scrubber};
 use ktsu_shared::template::format_text;
 use ktsu_shared::time::Timestamp;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -151,6 +151,16 @@ fn accepted(run_id: &str, status: &str, replayed: bool) -> HttpResponse {
     res.json(json!({"run_id": run_id, "status": status}))
 }
 
+/// The 200 body of a run that ended within `wait`. Serialised straight from the records:
+/// building a `json!` value first copied every step record once more before writing it.
+#[derive(Serialize)]
+struct Finished<'a> {
+    run_id: &'a str,
+    status: &'a str,
+    run: &'a RunRecord,
+    steps: &'a [StepRecord],
+}
+
 /// Waits up to `wait` for the run to end; answers 200 with the record when it did.
 async fn respond(
     state: &AppState,
@@ -177,7 +187,12 @@ async fn respond(
         if replayed {
             res.insert_header(("Idempotent-Replayed", "true"));
         }
-        return Ok(res.json(json!({"run_id": run_id, "status": full.run.status.as_str(), "run": full.run, "steps": full.steps})));
+        return Ok(res.json(Finished {
+            run_id,
+            status: full.run.status.as_str(),
+            run: &full.run,
+            steps: &full.steps,
+        }));
     }
     if replayed {
         let mut res = HttpResponse::Ok();

@@ -95,7 +95,8 @@ pub async fn get(
         .await
         .map_err(store_error)?
         .ok_or_else(run_not_found)?;
-    Ok(HttpResponse::Ok().json(json!({"run": full.run, "steps": full.steps})))
+    // `RunFull` serialises as `{"run": …, "steps": […]}`, without an intermediate value.
+    Ok(HttpResponse::Ok().json(&full))
 }
 
 /// The envelope (orchestrator.md §3.7): finished steps only, with outcome fields.

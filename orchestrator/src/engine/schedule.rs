@@ -250,7 +250,9 @@ impl RunState {
             return;
         };
         let id = self.steps[pos].id.clone();
-        let ctx = self.context(Vec::new());
+        // Built only for template inputs: the context copies every finished step's output, so
+        // building it for every transform made a chain of n transforms cost O(n²) copies.
+        let mut ctx = None;
         let mut inputs = Vec::with_capacity(t.inputs.len());
         for (i, input) in t.inputs.iter().enumerate() {
             match input {
@@ -260,7 +262,10 @@ impl RunState {
                         .map_or(Value::Null, |p| visible_output(&self.steps[p]));
                     inputs.push(v);
                 }
-                TransformInput::Template(tm) => match tm.value.eval(&ctx) {
+                TransformInput::Template(tm) => match tm
+                    .value
+                    .eval(ctx.get_or_insert_with(|| self.context(Vec::new())))
+                {
                     Ok(v) => inputs.push(v),
                     Err(e) => {
                         let error =
