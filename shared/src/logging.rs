@@ -1,6 +1,7 @@
 //! The one logging setup every ktsu process uses (cli-and-ops.md §5): `log` records with
-//! key-values, written by `env_logger` to **stderr only**, as JSON lines or human text, with
-//! journald priority prefixes and every line scrubbed of secret values.
+//! key-values, filtered with `env_logger`'s directive syntax and written to **stderr only**, as
+//! JSON lines or human text, with journald priority prefixes and every line scrubbed of secret
+//! values.
 //!
 //! ```text
 //! {"ts":"2026-04-28T10:15:02.114503Z","level":"info","service":"orchestrator","target":"…","msg":"run started","event":"run.running",…}
@@ -11,7 +12,7 @@
 //! `log::info!(event = "step.complete", ktsu_flags:serde = flags; "step complete")`.
 //!
 //! The line layout is the pure function [`LineFormatter::format`] (record in, bytes out); the
-//! rest of this module only wires it to `env_logger` and to process state (environment,
+//! rest of this module only wires it to the filter, the stderr writer and to process state (environment,
 //! terminal, the global scrubber).
 
 use crate::secret::Scrubber;
@@ -172,14 +173,15 @@ pub fn init(settings: &LogSettings) -> Result<(), LoggingError> {
     let formatter = LineFormatter::new(settings.service.clone(), format)
         .with_color(color)
         .with_journald_prefix(journald);
-    let target = match queued_stderr() {
-        Some(queue) => env_logger::Target::Pipe(Box::new(queue)),
+    let sink = match queued_stderr() {
+        Some(queue) => Sink::Queue(queue),
         // No writer thread (thread creation failed): write synchronously instead.
-        None => env_logger::Target::Stderr,
+        None => Sink::Stderr,
     };
-    logger_builder(&settings.filter, formatter, target)
-        .try_init()
-        .map_err(|_| LoggingError::AlreadyInstalled)?;
+    let logger = ProcessLogger::new(&settings.filter, formatter, sink);
+    let max_level = logger.filter.filter();
+    log::set_boxed_logger(Box::new(logger)).map_err(|_| LoggingError::AlreadyInstalled)?;
+    log::set_max_level(max_level);
     install_panic_hook();
     Ok(())
 }
@@ -190,10 +192,6 @@ pub fn init(settings: &LogSettings) -> Result<(), LoggingError> {
 /// request thread waits on stderr or on the other threads' writes. The queue is bounded, so a
 /// reader that stops reading slows logging threads down instead of growing memory. Lines keep
 /// their order; [`flush`] waits until everything queued is written.
-struct QueuedStderr {
-    queue: mpsc::SyncSender<Queued>,
-}
-
 enum Queued {
     Line(Vec<u8>),
     Flushed(mpsc::SyncSender<()>),
@@ -208,14 +206,14 @@ const LOG_BATCH_BYTES: usize = 256 * 1024;
 
 static LOG_QUEUE: std::sync::OnceLock<mpsc::SyncSender<Queued>> = std::sync::OnceLock::new();
 
-fn queued_stderr() -> Option<QueuedStderr> {
+fn queued_stderr() -> Option<mpsc::SyncSender<Queued>> {
     let (queue, lines) = mpsc::sync_channel(LOG_QUEUE_LINES);
     std::thread::Builder::new()
         .name("ktsu-log-writer".into())
         .spawn(move || write_queued(&lines, &mut std::io::stderr()))
         .ok()?;
     let _ = LOG_QUEUE.set(queue.clone());
-    Some(QueuedStderr { queue })
+    Some(queue)
 }
 
 fn write_queued(lines: &mpsc::Receiver<Queued>, out: &mut dyn Write) {
@@ -248,19 +246,6 @@ fn write_queued(lines: &mpsc::Receiver<Queued>, out: &mut dyn Write) {
     }
 }
 
-impl Write for QueuedStderr {
-    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
-        // Only fails once the writer thread is gone, when nothing can be written anyway.
-        let _ = self.queue.send(Queued::Line(line.to_vec()));
-        Ok(line.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        // Per-line flushes would defeat batching; [`flush`] is the explicit barrier.
-        Ok(())
-    }
-}
-
 /// Waits (at most 2 s) until every line logged so far is written. Call before the process
 /// exits: queued lines would be lost otherwise.
 pub fn flush() {
@@ -273,27 +258,75 @@ pub fn flush() {
     }
 }
 
-/// An `env_logger` builder writing `formatter`'s lines to `target` (tests use a pipe).
-fn logger_builder(
-    filter: &str,
+/// The process logger: `env_logger`'s filter syntax and semantics (the `env_filter` crate it is
+/// built on) and [`LineFormatter`], writing each formatted line straight to its [`Sink`].
+///
+/// `env_logger`'s own `Logger` was used before; it formats into a buffer of its own, copies
+/// it once more to adapt colours (scanning every byte for escape sequences even with colours
+/// off) and writes it through a mutex shared by all threads: a visible share of the
+/// orchestrator's cost per step (bench/README.md). Here the formatter's bytes are the line.
+struct ProcessLogger {
+    filter: env_filter::Filter,
     formatter: LineFormatter,
-    target: env_logger::Target,
-) -> env_logger::Builder {
-    let style = if formatter.color {
-        env_logger::WriteStyle::Always
-    } else {
-        env_logger::WriteStyle::Never
-    };
-    let mut builder = env_logger::Builder::new();
-    builder
-        .parse_filters(filter)
-        .target(target)
-        .write_style(style)
-        .format(move |out, record| {
+    sink: Sink,
+}
+
+/// Where formatted lines go.
+enum Sink {
+    /// The `ktsu-log-writer` thread (see [`queued_stderr`]).
+    Queue(mpsc::SyncSender<Queued>),
+    /// Synchronous writes to stderr, when the writer thread could not be started.
+    Stderr,
+    /// Any writer (tests read what the real pipeline writes).
+    #[cfg(test)]
+    Writer(std::sync::Mutex<Box<dyn Write + Send>>),
+}
+
+impl ProcessLogger {
+    /// `filter` was checked by [`LogSettings`]; a directive `env_filter` cannot parse is
+    /// ignored here, as `env_logger` ignored it.
+    fn new(filter: &str, formatter: LineFormatter, sink: Sink) -> Self {
+        ProcessLogger {
+            filter: env_filter::Builder::new().parse(filter).build(),
+            formatter,
+            sink,
+        }
+    }
+}
+
+impl log::Log for ProcessLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.filter.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.filter.matches(record) {
+            return;
+        }
+        let line = {
             let scrubber = SCRUBBER.read().unwrap_or_else(PoisonError::into_inner);
-            out.write_all(&formatter.format(record, SystemTime::now(), &scrubber))
-        });
-    builder
+            self.formatter.format(record, SystemTime::now(), &scrubber)
+        };
+        // A failed write (stderr closed, writer thread gone) drops the line: logging must
+        // never stop a service.
+        match &self.sink {
+            Sink::Queue(queue) => {
+                let _ = queue.send(Queued::Line(line));
+            }
+            Sink::Stderr => {
+                let _ = std::io::stderr().lock().write_all(&line);
+            }
+            #[cfg(test)]
+            Sink::Writer(out) => {
+                let _ = out
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .write_all(&line);
+            }
+        }
+    }
+
+    fn flush(&self) {}
 }
 
 /// The scrubber applied to every line. Swapped (rarely) when the secret set changes; read under
@@ -590,11 +623,10 @@ mod tests {
             }
         }
         let writer = std::thread::spawn(move || write_queued(&lines, &mut Sink(out_tx)));
-        let mut stderr = QueuedStderr {
-            queue: queue.clone(),
-        };
         for i in 0..1000 {
-            stderr.write_all(format!("line {i}\n").as_bytes()).unwrap();
+            queue
+                .send(Queued::Line(format!("line {i}\n").into_bytes()))
+                .unwrap();
         }
         let (done, written) = mpsc::sync_channel(1);
         queue.send(Queued::Flushed(done)).unwrap();
@@ -608,7 +640,7 @@ mod tests {
             text, expected,
             "every line, in order, before the flush is acknowledged"
         );
-        drop((stderr, queue));
+        drop(queue);
         writer.join().unwrap();
     }
     use super::*;
@@ -995,7 +1027,7 @@ mod tests {
         assert!(LogSettings::from_lookup("cli", None, default, env(&[])).is_ok());
     }
 
-    /// A `Write` into shared memory, to read what the real `env_logger` pipeline writes.
+    /// A `Write` into shared memory, to read what the real logging pipeline writes.
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);
 
@@ -1010,16 +1042,15 @@ mod tests {
     }
 
     #[test]
-    fn env_logger_pipeline_filters_and_formats() {
+    fn process_logger_filters_and_formats() {
         use log::Log;
         let captured = Captured::default();
         let formatter = LineFormatter::new("ktsu", LineFormat::Json);
-        let logger = logger_builder(
+        let logger = ProcessLogger::new(
             "warn,ktsu_gateway=debug",
             formatter,
-            env_logger::Target::Pipe(Box::new(captured.clone())),
-        )
-        .build();
+            Sink::Writer(Mutex::new(Box::new(captured.clone()))),
+        );
         let kvs = [("call_id", KvValue::from("gw_5d0c9a7e1f2b3c4d"))];
         for (level, target) in [
             (Level::Debug, "ktsu_gateway::router"),
