@@ -9,8 +9,8 @@
 use super::rules::{self, StepAddress};
 use super::{ApprovalFilter, ChangeSet, Created, Cursor, NewRun, RunFilter, StoreError};
 use crate::model::{
-    ApprovalRecord, EventRecord, IdempotencyRecord, ItemRecord, RunFull, RunRecord, StepRecord,
-    StepType,
+    ApprovalRecord, EventRecord, IdempotencyRecord, ItemRecord, NewEvent, RunFull, RunRecord,
+    StepRecord, StepType,
 };
 use ktsu_shared::time::Timestamp;
 use serde_json::Value;
@@ -46,10 +46,47 @@ struct StoredRun {
     steps: HashMap<String, StoredStep>,
     /// Keyed by (step address, tool_use_id).
     approvals: BTreeMap<(String, String), ApprovalRecord>,
-    /// `events[i].seq == i + 1`.
-    events: Vec<EventRecord>,
+    /// `events[i]` has `seq == i + 1`.
+    events: Vec<StoredEvent>,
     /// The idempotency key created with this run, removed with it on eviction.
     idempotency_key: Option<String>,
+}
+
+/// An event as kept in memory: its data as compact JSON text, not a `serde_json::Value` tree.
+/// Events are written on every transition and read rarely (the event stream, diagnosis); as
+/// values they were the largest part of a finished run in memory, several times the size of
+/// their text, and the memory store keeps up to `KTSU_MEMORY_MAX_RUNS` finished runs. The run
+/// id and `seq` are implied by where the event is kept.
+struct StoredEvent {
+    ts: Timestamp,
+    event: Box<str>,
+    data: Box<str>,
+}
+
+impl StoredEvent {
+    fn new(event: NewEvent) -> Self {
+        StoredEvent {
+            ts: event.ts,
+            event: event.event.into_boxed_str(),
+            // A `Value` always serialises (its map keys are strings).
+            data: serde_json::to_string(&event.data)
+                .unwrap_or_else(|_| "null".to_owned())
+                .into_boxed_str(),
+        }
+    }
+
+    fn record(&self, run_id: &str, seq: u64) -> Result<EventRecord, StoreError> {
+        let data = serde_json::from_str(&self.data).map_err(|e| {
+            StoreError::Unavailable(format!("event {seq} of {run_id} is unreadable: {e}"))
+        })?;
+        Ok(EventRecord {
+            run_id: run_id.to_owned(),
+            seq,
+            ts: self.ts,
+            event: self.event.to_string(),
+            data,
+        })
+    }
 }
 
 struct StoredStep {
@@ -303,13 +340,14 @@ impl MemoryStore {
         };
         // Sequence numbers are contiguous from 1, so `seq > after` starts at index `after`.
         let start = usize::try_from(after).unwrap_or(usize::MAX);
-        Ok(stored
+        stored
             .events
             .iter()
+            .enumerate()
             .skip(start)
             .take(limit)
-            .cloned()
-            .collect())
+            .map(|(i, event)| event.record(run_id, i as u64 + 1))
+            .collect()
     }
 
     pub async fn get_idempotency(
@@ -580,16 +618,9 @@ impl State {
                 *slot = messages;
             }
         }
-        for event in events {
-            let seq = stored.events.len() as u64 + 1;
-            stored.events.push(EventRecord {
-                run_id: run_id.to_string(),
-                seq,
-                ts: event.ts,
-                event: event.event,
-                data: event.data,
-            });
-        }
+        stored
+            .events
+            .extend(events.into_iter().map(StoredEvent::new));
         stored.run.version += 1;
         let version = stored.run.version;
         for child in children {
