@@ -10,33 +10,19 @@
 //!     cargo build --release --bin ktsu
 //!     cargo run --release -p ktsu-bench --bin bench-e2e [-- --runs 2000 --ktsu target/release/ktsu]
 
+use ktsu_bench::{flag, percentile, ChildProcess};
 use std::error::Error;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 type BenchResult<T> = Result<T, Box<dyn Error>>;
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-
 /// One service process; killed by PID when dropped.
 struct Service {
-    child: Child,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    child: ChildProcess,
 }
 
 impl Service {
@@ -67,26 +53,19 @@ impl Service {
                 }
             }
         });
-        let service = Service { child };
+        let service = Service {
+            child: ChildProcess(child),
+        };
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Some(addr)) => Ok((service, format!("http://{addr}"))),
             _ => Err(format!("ktsu {} did not log {event}", args.join(" ")).into()),
         }
     }
 
-    /// `(VmRSS, VmHWM)` in MiB.
+    /// `(VmRSS, VmHWM)` in MiB (zeros if the process is gone).
     fn rss(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-                .map_or(0.0, |kb| kb / 1024.0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        let (rss, peak) = self.child.memory_kib().unwrap_or((0, 0));
+        (rss as f64 / 1024.0, peak as f64 / 1024.0)
     }
 }
 
@@ -220,12 +199,9 @@ async fn load(
     Ok((all, started.elapsed(), errors))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+/// A percentile in milliseconds.
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    percentile(sorted, p).as_secs_f64() * 1000.0
 }
 
 async fn measure(ktsu: &Path, project: &Path, store: &str, runs: usize) -> BenchResult<()> {
@@ -238,8 +214,8 @@ async fn measure(ktsu: &Path, project: &Path, store: &str, runs: usize) -> Bench
     seq.sort();
     println!(
         "{store:<7} sequential   p50 {:>7.3} ms  p99 {:>7.3} ms  ({} runs, {errors} errors)",
-        percentile(&seq, 0.5),
-        percentile(&seq, 0.99),
+        percentile_ms(&seq, 0.5),
+        percentile_ms(&seq, 0.99),
         seq.len()
     );
     for clients in [16, 64] {
@@ -248,8 +224,8 @@ async fn measure(ktsu: &Path, project: &Path, store: &str, runs: usize) -> Bench
         println!(
             "{store:<7} {clients:>2} clients   {:>7.0} runs/s  p50 {:>7.3} ms  p99 {:>7.3} ms  ({} runs, {errors} errors)",
             lat.len() as f64 / wall.as_secs_f64(),
-            percentile(&lat, 0.5),
-            percentile(&lat, 0.99),
+            percentile_ms(&lat, 0.5),
+            percentile_ms(&lat, 0.99),
             lat.len()
         );
     }
@@ -265,8 +241,8 @@ async fn measure(ktsu: &Path, project: &Path, store: &str, runs: usize) -> Bench
 }
 
 fn main() -> ExitCode {
-    let runs: usize = arg("--runs").and_then(|r| r.parse().ok()).unwrap_or(4000);
-    let ktsu = arg("--ktsu").map(PathBuf::from).or_else(|| {
+    let runs: usize = flag("--runs").and_then(|r| r.parse().ok()).unwrap_or(4000);
+    let ktsu = flag("--ktsu").map(PathBuf::from).or_else(|| {
         std::env::current_exe()
             .ok()
             .and_then(|exe| exe.parent().map(|dir| dir.join("ktsu")))

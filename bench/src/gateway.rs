@@ -18,6 +18,7 @@
 
 use actix_web::web::Bytes;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use ktsu_bench::{flag, number, percentile, ChildProcess};
 use ktsu_gateway::{Application, GatewayFile, Settings};
 use ktsu_shared::logging::{self, LogFormat, LogSettings};
 use serde_json::json;
@@ -41,23 +42,11 @@ const SERVE_GATEWAY: &str = "--serve-gateway";
 /// unless `--log-filter` says otherwise (`warn` shows what the per-call records cost).
 const LOG_FILTER: &str = "info,actix_server=warn";
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-
-fn number(name: &str, default: usize) -> usize {
-    arg(name).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn main() -> ExitCode {
-    let result = match arg(SERVE_GATEWAY) {
+    let result = match flag(SERVE_GATEWAY) {
         Some(config) => serve_gateway(
             PathBuf::from(config),
-            arg("--log-filter").unwrap_or_else(|| LOG_FILTER.into()),
+            flag("--log-filter").unwrap_or_else(|| LOG_FILTER.into()),
         ),
         None => actix_rt::System::new().block_on(bench()),
     };
@@ -95,15 +84,8 @@ fn serve_gateway(config: PathBuf, filter: String) -> BenchResult<()> {
 
 /// The gateway child, killed by PID when dropped.
 struct GatewayProcess {
-    child: std::process::Child,
+    child: ChildProcess,
     url: String,
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl GatewayProcess {
@@ -125,7 +107,7 @@ impl GatewayProcess {
         let port = line.trim().strip_prefix("PORT ").map(str::parse::<u16>);
         // Built before the check, so that a child that failed is reaped on the way out.
         let mut process = GatewayProcess {
-            child,
+            child: ChildProcess(child),
             url: String::new(),
         };
         match (read, port) {
@@ -135,19 +117,6 @@ impl GatewayProcess {
             }
             _ => Err("the gateway did not start (run it by hand to see why)".into()),
         }
-    }
-
-    /// `(VmRSS, VmHWM)` in KiB.
-    fn rss_kib(&self) -> BenchResult<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let field = |name: &str| -> BenchResult<u64> {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(name))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-                .ok_or_else(|| format!("no {name} in /proc/<gateway>/status").into())
-        };
-        Ok((field("VmRSS:")?, field("VmHWM:")?))
     }
 }
 
@@ -386,11 +355,6 @@ async fn concurrent(
 // ---------------------------------------------------------------------------------------------
 // Figures
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((sorted.len() as f64) * p).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 fn ms(d: f64) -> String {
     format!("{d:.3} ms")
 }
@@ -441,7 +405,7 @@ async fn bench() -> BenchResult<()> {
     let clients = number("--concurrency", 32).max(1);
     let rounds = number("--rounds", 3).max(1);
     let per_client = number("--per-client", 300).max(10);
-    let wire = match arg("--wire").as_deref() {
+    let wire = match flag("--wire").as_deref() {
         None | Some("openai") => Wire::OpenAi,
         Some("anthropic") => Wire::Anthropic,
         Some(other) => {
@@ -454,13 +418,13 @@ async fn bench() -> BenchResult<()> {
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("gateway.yaml");
     std::fs::write(&config, wire.gateway_yaml(&upstream))?;
-    let log_filter = arg("--log-filter").unwrap_or_else(|| LOG_FILTER.into());
+    let log_filter = flag("--log-filter").unwrap_or_else(|| LOG_FILTER.into());
     let gateway_process = GatewayProcess::spawn(&config, &log_filter)?;
     let client = client();
     wait_healthy(&client, &gateway_process.url).await?;
     // Let the workers settle before the idle figure.
     actix_rt::time::sleep(Duration::from_millis(500)).await;
-    let (idle_kib, _) = gateway_process.rss_kib()?;
+    let (idle_kib, _) = gateway_process.child.memory_kib()?;
 
     let gateway = Target {
         url: format!("{}/invoke", gateway_process.url),
@@ -513,7 +477,7 @@ async fn bench() -> BenchResult<()> {
     println!("throughput: direct {direct_rate:.0} calls/s, via gateway {gateway_rate:.0} calls/s");
 
     actix_rt::time::sleep(Duration::from_millis(500)).await;
-    let (after_kib, peak_kib) = gateway_process.rss_kib()?;
+    let (after_kib, peak_kib) = gateway_process.child.memory_kib()?;
     println!("## LLM gateway memory (child process, VmRSS / VmHWM)");
     println!("RSS: idle {idle_kib} KiB, after the load {after_kib} KiB, peak {peak_kib} KiB");
     Ok(())

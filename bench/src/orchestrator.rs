@@ -25,6 +25,7 @@
 //! ```
 
 use actix_web::{web, App, HttpResponse, HttpServer};
+use ktsu_bench::{flag, number, percentile, ChildProcess};
 use ktsu_shared::logging::{self, LogFormat, LogSettings};
 use ktsu_shared::service::settings::Env;
 use ktsu_shared::wire::callback::{CallbackPayload, CallbackStatus};
@@ -61,18 +62,6 @@ const CALLBACK_CONNECTIONS: usize = 256;
 const CALLBACK_RETRIES: usize = 5;
 /// Simultaneous connections of the load generator while it submits the concurrent runs.
 const SUBMIT_CONNECTIONS: usize = 256;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-
-fn number(name: &str, default: usize) -> usize {
-    arg(name).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn main() -> ExitCode {
     let result = if std::env::args().any(|a| a == SERVE_ORCHESTRATOR) {
@@ -191,15 +180,15 @@ fn serve_orchestrator() -> BenchResult<()> {
     logging::init(&LogSettings {
         service: "orchestrator".into(),
         format: LogFormat::Json,
-        filter: arg("--log-filter").unwrap_or_else(|| LOG_FILTER.into()),
+        filter: flag("--log-filter").unwrap_or_else(|| LOG_FILTER.into()),
     })?;
     let flags = ktsu_orchestrator::Flags {
         host: Some("127.0.0.1".into()),
         port: Some("0".into()),
-        runtime_url: arg("--runtime-url"),
-        project_dir: arg("--project-dir").map(PathBuf::from),
-        store_type: arg("--store-type"),
-        db_path: arg("--db-path"),
+        runtime_url: flag("--runtime-url"),
+        project_dir: flag("--project-dir").map(PathBuf::from),
+        store_type: flag("--store-type"),
+        db_path: flag("--db-path"),
         ..ktsu_orchestrator::Flags::default()
     };
     let settings = ktsu_orchestrator::Settings::resolve(&flags, &Env)?;
@@ -214,15 +203,8 @@ fn serve_orchestrator() -> BenchResult<()> {
 
 /// The orchestrator child, killed by PID when dropped.
 struct OrchestratorProcess {
-    child: std::process::Child,
+    child: ChildProcess,
     url: String,
-}
-
-impl Drop for OrchestratorProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The store of one measurement.
@@ -262,7 +244,7 @@ impl OrchestratorProcess {
             .arg("--store-type")
             .arg(store.name())
             .arg("--log-filter")
-            .arg(arg("--log-filter").unwrap_or_else(|| LOG_FILTER.into()));
+            .arg(flag("--log-filter").unwrap_or_else(|| LOG_FILTER.into()));
         if store == StoreKind::Sqlite {
             command.arg("--db-path").arg(state_dir.join("ktsu.db"));
         }
@@ -282,7 +264,7 @@ impl OrchestratorProcess {
         let stdout = child.stdout.take().ok_or("no child stdout")?;
         // Built before the check, so that a child that failed is reaped on the way out.
         let mut process = OrchestratorProcess {
-            child,
+            child: ChildProcess(child),
             url: String::new(),
         };
         let mut line = String::new();
@@ -297,24 +279,6 @@ impl OrchestratorProcess {
             }
             _ => Err("the orchestrator did not start (run it by hand to see why)".into()),
         }
-    }
-
-    /// Resets VmHWM to the current RSS (`clear_refs` 5, Linux ≥ 4.0).
-    fn reset_peak(&self) -> std::io::Result<()> {
-        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
-    }
-
-    /// `(VmRSS, VmHWM)` in KiB.
-    fn rss_kib(&self) -> BenchResult<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let field = |name: &str| -> BenchResult<u64> {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(name))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-                .ok_or_else(|| format!("no {name} in /proc/<orchestrator>/status").into())
-        };
-        Ok((field("VmRSS:")?, field("VmHWM:")?))
     }
 }
 
@@ -642,14 +606,6 @@ async fn load(
 }
 
 /// Nearest-rank percentile of sorted durations.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((sorted.len() as f64) * p).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -718,7 +674,7 @@ async fn chain_overhead(
     );
     report_errors("chain", &chain);
     report_errors("chain-one", &one);
-    let (rss, peak) = orchestrator.rss_kib()?;
+    let (rss, peak) = orchestrator.child.memory_kib()?;
     println!(
         "{:<7} orchestrator RSS after the chains {:.1} MiB, peak {:.1} MiB",
         store.name(),
@@ -763,7 +719,7 @@ async fn agent_throughput(
         );
         report_errors(&format!("{clients} clients"), &result);
     }
-    let (rss, peak) = orchestrator.rss_kib()?;
+    let (rss, peak) = orchestrator.child.memory_kib()?;
     println!(
         "{:<7} orchestrator RSS after these runs {:.1} MiB, peak {:.1} MiB",
         store.name(),
@@ -899,11 +855,11 @@ async fn concurrent_runs(
     let url = orchestrator.url.clone();
     // Warm-up: the same kind of runs, a few hundred, so that one-time costs are in the idle figure.
     load(&url, "one-agent", &agent_params(), 16, 200).await?;
-    let (warm, _) = orchestrator.rss_kib()?;
+    let (warm, _) = orchestrator.child.memory_kib()?;
     // Let the warm-up's callbacks finish before the stand-in's counters start.
     let warm_answered = wait_answered(&stand_in.stats, 200, Duration::from_secs(30)).await;
     actix_rt::time::sleep(Duration::from_secs(1)).await;
-    let (idle, _) = orchestrator.rss_kib()?;
+    let (idle, _) = orchestrator.child.memory_kib()?;
     println!(
         "{:<7} {total} runs waiting {:.0} s each; orchestrator RSS idle {:.1} MiB (after a {} run warm-up; {:.1} MiB right after it)",
         store.name(),
@@ -919,7 +875,7 @@ async fn concurrent_runs(
         let before_retries = stats.callback_retries.load(Ordering::SeqCst);
         stats.peak_waiting.store(0, Ordering::SeqCst);
         // VmHWM of this wave alone (when the kernel lets us reset it).
-        let peak_reset = orchestrator.reset_peak().is_ok();
+        let peak_reset = orchestrator.child.reset_peak().is_ok();
         let started = Instant::now();
         let (ids, submit_errors, submit_error) = submit(&url, total).await?;
         let submitted = started.elapsed();
@@ -930,10 +886,10 @@ async fn concurrent_runs(
             .map_or(Duration::ZERO, |t| t.saturating_duration_since(started));
         let accepted = stats.callbacks_accepted.load(Ordering::SeqCst) - before_accepted;
         let retries = stats.callback_retries.load(Ordering::SeqCst) - before_retries;
-        let (_, peak) = orchestrator.rss_kib()?;
+        let (_, peak) = orchestrator.child.memory_kib()?;
         // The runs have ended: give the allocator a moment, then the resident size left.
         actix_rt::time::sleep(Duration::from_secs(3)).await;
-        let (after, _) = orchestrator.rss_kib()?;
+        let (after, _) = orchestrator.child.memory_kib()?;
         let statuses = final_statuses(&url, &ids).await?;
         let complete = statuses.get("complete").copied().unwrap_or(0);
         let errors = submit_errors + (total - submit_errors).saturating_sub(complete);
@@ -978,9 +934,9 @@ async fn wait_answered(stats: &StandInStats, expected: usize, limit: Duration) -
 // ---------------------------------------------------------------------------------------------
 
 async fn bench() -> BenchResult<()> {
-    let only = arg("--only");
+    let only = flag("--only");
     let wants = |part: &str| only.as_deref().is_none_or(|o| o == part);
-    let stores: Vec<StoreKind> = match arg("--store").as_deref() {
+    let stores: Vec<StoreKind> = match flag("--store").as_deref() {
         Some("memory") => vec![StoreKind::Memory],
         Some("sqlite") => vec![StoreKind::Sqlite],
         Some(other) => return Err(format!("--store {other}: expected memory or sqlite").into()),

@@ -13,6 +13,7 @@
 //!     cargo run --release -p ktsu-bench --bin bench-runtime [-- --legs 2000 --loops 1000]
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use ktsu_bench::{number, percentile};
 use ktsu_runtime::{Application, Settings, StopHandle};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -31,15 +32,6 @@ const SERVE_SLOW_PEERS: &str = "--serve-slow-peers";
 /// Loops started (and waiting) before the baseline RSS is taken, so that one-time costs
 /// (connection pools, lazily built tables, thread arenas) are not charged to the loops.
 const WARM_LOOPS: usize = 50;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() -> ExitCode {
     let serve = std::env::args().any(|a| a == SERVE_SLOW_PEERS);
@@ -60,8 +52,8 @@ fn main() -> ExitCode {
 }
 
 async fn bench() -> BenchResult<()> {
-    let legs = arg("--legs", 2000).max(10);
-    let loops = arg("--loops", 1000).max(1);
+    let legs = number("--legs", 2000).max(10);
+    let loops = number("--loops", 1000).max(1);
     turn_overhead(legs).await?;
     waiting_memory(loops).await
 }
@@ -241,11 +233,6 @@ fn start_peers(peers: Peers) -> BenchResult<String> {
     .run();
     actix_rt::spawn(server);
     Ok(format!("http://{addr}"))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = ((sorted.len() as f64) * p).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn ms(d: Duration) -> String {

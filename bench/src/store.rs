@@ -9,6 +9,7 @@
 //!
 //!     cargo run --release -p ktsu-bench --bin bench-store [-- --runs 2000 --concurrency 16]
 
+use ktsu_bench::{number, percentile};
 use ktsu_orchestrator::model::{
     NewEvent, RunRecord, RunStatus, StepMetrics, StepRecord, StepStatus, StepType, Totals,
 };
@@ -20,15 +21,6 @@ use serde_json::json;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn step(run_id: &str, id: &str, position: u32, step_type: StepType, now: Timestamp) -> StepRecord {
     let depends_on = if position == 0 {
@@ -209,14 +201,6 @@ struct Figures {
     read_p50: Duration,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
 /// `runs` runs spread over `tasks` concurrent tasks; run ids carry `label` to stay unique.
 async fn measure(
     store: &Store,
@@ -324,8 +308,8 @@ async fn bench(runs: usize, concurrency: usize) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let runs = arg("--runs", 2000).max(1);
-    let concurrency = arg("--concurrency", 16).max(1);
+    let runs = number("--runs", 2000).max(1);
+    let concurrency = number("--concurrency", 16).max(1);
     match actix_rt::System::new().block_on(bench(runs, concurrency)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -7,21 +7,13 @@
 //!
 //!     cargo run --release -p ktsu-bench --bin bench-validate [-- --workflows 200 --agents 400 --runs 20]
 
+use ktsu_bench::number;
 use ktsu_shared::project::LoadOptions;
 use ktsu_shared::validate::{check_project, EnvMode, ValidateOptions};
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn write(root: &Path, rel: &str, content: &str) -> std::io::Result<()> {
     let path = root.join(rel);
@@ -67,9 +59,9 @@ fn generate(root: &Path, workflows: usize, agents: usize) -> std::io::Result<()>
 }
 
 fn main() -> std::process::ExitCode {
-    let workflows = arg("--workflows", 200);
-    let agents = arg("--agents", 400);
-    let runs = arg("--runs", 20).max(1);
+    let workflows = number("--workflows", 200);
+    let agents = number("--agents", 400);
+    let runs = number("--runs", 20).max(1);
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => {
