@@ -33,7 +33,6 @@
 pub mod api;
 mod breaker;
 mod budget;
-mod call_id;
 pub mod config;
 pub mod error;
 mod logs;

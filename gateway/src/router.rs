@@ -9,7 +9,6 @@
 use crate::breaker::Admission;
 use crate::budget::ReserveError;
 use crate::call_event;
-use crate::call_id::random_seed;
 use crate::error::InvokeError;
 use crate::logs::CallLog;
 use crate::pool::Refusal;
@@ -564,7 +563,7 @@ fn full_jitter(policy: RetryPolicy, attempt: u32) -> Duration {
 
 thread_local! {
     // xorshift needs a non-zero state.
-    static RNG: Cell<u64> = Cell::new(random_seed() | 1);
+    static RNG: Cell<u64> = Cell::new(ktsu_shared::ids::random_u64() | 1);
 }
 
 /// A uniform value in [0, 1) from a per-thread xorshift64* generator (jitter needs spread, not

@@ -12,6 +12,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
 
 /// The operating system's CSPRNG could not deliver random bytes.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +43,24 @@ pub fn new_runtime_id() -> String {
 }
 
 /// A new gateway call id: `gw_` + 16 lowercase hex.
+///
+/// Minted on every `/invoke`, so without a system call: asking the kernel for 8 random bytes
+/// per id was measurable there (bench/README.md, LLM gateway). A call id only has to be unique,
+/// not secret, so a random key is drawn once per process and the calls are numbered:
+/// id = mix64(key ⊕ counter). `mix64` is a bijection on 64 bits, so two calls of one process
+/// never share an id; the random key makes ids of different processes (and restarts) as
+/// unlikely to collide as 64 random bits would.
 pub fn new_call_id() -> String {
-    format!("gw_{}", hex(&id_bytes::<8>()))
+    static KEY: LazyLock<u64> = LazyLock::new(random_u64);
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("gw_{:016x}", mix64(n ^ *KEY))
+}
+
+/// 64 random bits for seeds and keys that need spread, not secrecy (the OS CSPRNG, else the
+/// fallback of the id constructors). Use [`random_hex`] for secrets.
+pub fn random_u64() -> u64 {
+    u64::from_le_bytes(id_bytes::<8>())
 }
 
 /// A new callback `Idempotency-Key`: `cb_` + 16 lowercase hex.
@@ -203,12 +220,16 @@ fn fallback_fill(buf: &mut [u8]) {
             .wrapping_mul(0xA24B_AED4_963E_E407);
     for chunk in buf.chunks_mut(8) {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+        chunk.copy_from_slice(&mix64(state).to_le_bytes()[..chunk.len()]);
     }
+}
+
+/// The SplitMix64 finalizer: xor-shifts and multiplications by odd constants, each invertible,
+/// so distinct inputs give distinct outputs, and neighbouring inputs look unrelated.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]
@@ -230,6 +251,25 @@ mod tests {
         assert_prefixed_hex(&new_callback_key(), "cb_", 16);
         assert!(is_root_run_id(&new_run_id()));
         assert!(is_runtime_id(&new_runtime_id()));
+    }
+
+    #[test]
+    fn call_ids_never_repeat_and_do_not_look_consecutive() {
+        let ids: Vec<String> = (0..10_000).map(|_| new_call_id()).collect();
+        for id in &ids {
+            assert_prefixed_hex(id, "gw_", 16);
+        }
+        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
+        let first = u64::from_str_radix(&ids[0][3..], 16).unwrap();
+        let second = u64::from_str_radix(&ids[1][3..], 16).unwrap();
+        assert!((first ^ second).count_ones() > 8, "{first:x} {second:x}");
+    }
+
+    #[test]
+    fn mix64_is_a_bijection_on_a_sample() {
+        let outputs: HashSet<u64> = (0..100_000u64).map(mix64).collect();
+        assert_eq!(outputs.len(), 100_000);
+        assert_ne!(random_u64(), random_u64());
     }
 
     #[test]

@@ -2,13 +2,13 @@
 //! or the error of §6.4, `x-ktsu-call-id` on every response, one `gateway.request` record.
 
 use super::validate;
-use crate::call_id::new_call_id;
 use crate::error::{InvokeError, CALL_ID};
 use crate::logs::CallLog;
 use crate::router::{self, Answered, Unanswered};
 use crate::state::{Gateway, Upstreams};
 use actix_web::http::header::{ContentType, HeaderValue, CONTENT_LENGTH};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use ktsu_shared::ids::new_call_id;
 use ktsu_shared::service::auth::check_bearer;
 use ktsu_shared::wire::gateway::{Attempt, CallMetadata, GatewayResponse, StopReason};
 use log::kv::{ToValue, Value};
