@@ -1,7 +1,9 @@
 //! Approval routes (orchestrator.md §2.10): listings, the approval of a step or item, and the
 //! decision, committed before the answer.
 
-use super::{management, parse_body, read_body, route_error, run_not_found, store_error, State};
+use super::{
+    management, parse_body, read_body, route_error, run_full, run_not_found, store_error, State,
+};
 use crate::actors::manager::{Route, RouteError};
 use crate::engine::{DecideError, Event, Reply};
 use crate::model::{ApprovalRecord, ApprovalStatus};
@@ -88,12 +90,7 @@ pub struct StepQuery {
 
 /// Checks that the run and the step (or item) exist.
 async fn check_step(state: &State, run_id: &str, address: &str) -> Result<(), ApiError> {
-    let full = state
-        .store
-        .get_run_full(run_id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(run_not_found)?;
+    let full = run_full(state, run_id).await?;
     let parsed = StepAddress::parse(address).map_err(|_| step_not_found())?;
     let step = full
         .steps

@@ -172,6 +172,16 @@ pub fn run_not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "run_not_found", "run not found")
 }
 
+/// The run with its steps, or 404 `run_not_found` / 503 `store_unavailable`.
+pub async fn run_full(state: &AppState, run_id: &str) -> Result<crate::model::RunFull, ApiError> {
+    state
+        .store
+        .get_run_full(run_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(run_not_found)
+}
+
 /// A JSON 200 answer.
 pub fn ok_json(value: &impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok().json(value)

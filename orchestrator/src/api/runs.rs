@@ -2,7 +2,8 @@
 //! steps, the envelope, cancel.
 
 use super::{
-    cursor, management, parse_body, read_body, route_error, run_not_found, store_error, State,
+    cursor, management, parse_body, read_body, route_error, run_full, run_not_found, store_error,
+    State,
 };
 use crate::actors::manager::{Route, RouteError};
 use crate::engine::{CancelError, Event, Reply};
@@ -89,12 +90,7 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     management(&req, &state)?;
-    let full = state
-        .store
-        .get_run_full(&path)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(run_not_found)?;
+    let full = run_full(&state, &path).await?;
     // `RunFull` serialises as `{"run": …, "steps": […]}`, without an intermediate value.
     Ok(HttpResponse::Ok().json(&full))
 }
@@ -106,12 +102,7 @@ pub async fn envelope(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     management(&req, &state)?;
-    let full = state
-        .store
-        .get_run_full(&path)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(run_not_found)?;
+    let full = run_full(&state, &path).await?;
     let run = &full.run;
     let mut entries = Vec::new();
     let mut included = Vec::new();
