@@ -52,7 +52,6 @@ struct CallRecord {
     group: Option<String>,
     /// `model_resolved` of an answer, or the last model tried by a call that failed.
     model: Option<String>,
-    answered: bool,
     error_code: Option<&'static str>,
     error_text: Option<String>,
     usage: Option<crate::providers::Usage>,
@@ -74,7 +73,6 @@ impl CallRecord {
             finished: false,
             group: None,
             model: None,
-            answered: false,
             error_code: None,
             error_text: None,
             usage: None,
@@ -86,7 +84,6 @@ impl CallRecord {
     }
 
     fn answered(&mut self, a: &Answered) {
-        self.answered = true;
         self.model = Some(a.model.clone());
         self.usage = Some(a.reply.usage);
         self.cost_usd = Some(a.cost_usd);
@@ -127,7 +124,8 @@ impl CallRecord {
             fields.push(("group", group.as_str().to_value()));
         }
         if let Some(model) = &self.model {
-            let key = if self.answered {
+            // Only an answer has usage.
+            let key = if self.usage.is_some() {
                 "model_resolved"
             } else {
                 "model"
